@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import DataError, StatusWord1, StatusWord3, decode_value, encode_value, lookup
+from protocol import DataError, StatusWord1, decode_value, encode_value, lookup
 from protocol.datatypes import (
     Bcd,
     BcdInt,
@@ -27,18 +27,88 @@ from protocol.di import REGISTRY, format_di, parse_di
 
 REQUIRED = [
     # PROTOCOL.md §2, one per row at least
-    0x00000000, 0x00000100, 0x00000400, 0x0000FF00, 0x00010000, 0x00010400, 0x0001FF00,
-    0x00020000, 0x00010001, 0x0001000C, 0x02010100, 0x0201FF00, 0x02020300, 0x0202FF00,
-    0x02030000, 0x02030200, 0x02060000, 0x02800001, 0x02800002, 0x02800007, 0x02800008,
-    0x0280000B, 0x02800020, 0x02800021, 0x02800022, 0x02800023, 0x00900100, 0x00900101,
-    0x00900200, 0x00900201, 0x04000101, 0x04000102, 0x04000108, 0x04000109, 0x04000401,
-    0x04000402, 0x0400040E, 0x04000501, 0x04000503, 0x04000507, 0x040005FF, 0x04001001,
-    0x04001002, 0x04001003, 0x04001004, 0x04001005, 0x04001006, 0x04001401, 0x04001402,
-    0x04001403, 0x04050101, 0x0405013F, 0x040501FF, 0x04050201, 0x040502FF, 0x040606FF,
-    0x040607FF, 0x04060AFF, 0x04060BFF, 0x03330101, 0x0333010A, 0x03330201, 0x03330301,
-    0x03330401, 0x03330501, 0x03330601, 0x1D000001, 0x1D00FF01, 0x1D00FF0A, 0x1D000101,
-    0x1D000201, 0x1E000001, 0x1E00FF01, 0x03300100, 0x03300101, 0x05060001, 0x0506003E,
-    0x05060101, 0x05060201, 0x05060801, 0x04000C01, 0x04000C0A,
+    0x00000000,
+    0x00000100,
+    0x00000400,
+    0x0000FF00,
+    0x00010000,
+    0x00010400,
+    0x0001FF00,
+    0x00020000,
+    0x00010001,
+    0x0001000C,
+    0x02010100,
+    0x0201FF00,
+    0x02020300,
+    0x0202FF00,
+    0x02030000,
+    0x02030200,
+    0x02060000,
+    0x02800001,
+    0x02800002,
+    0x02800007,
+    0x02800008,
+    0x0280000B,
+    0x02800020,
+    0x02800021,
+    0x02800022,
+    0x02800023,
+    0x00900100,
+    0x00900101,
+    0x00900200,
+    0x00900201,
+    0x04000101,
+    0x04000102,
+    0x04000108,
+    0x04000109,
+    0x04000401,
+    0x04000402,
+    0x0400040E,
+    0x04000501,
+    0x04000503,
+    0x04000507,
+    0x040005FF,
+    0x04001001,
+    0x04001002,
+    0x04001003,
+    0x04001004,
+    0x04001005,
+    0x04001006,
+    0x04001401,
+    0x04001402,
+    0x04001403,
+    0x04050101,
+    0x0405013F,
+    0x040501FF,
+    0x04050201,
+    0x040502FF,
+    0x040606FF,
+    0x040607FF,
+    0x04060AFF,
+    0x04060BFF,
+    0x03330101,
+    0x0333010A,
+    0x03330201,
+    0x03330301,
+    0x03330401,
+    0x03330501,
+    0x03330601,
+    0x1D000001,
+    0x1D00FF01,
+    0x1D00FF0A,
+    0x1D000101,
+    0x1D000201,
+    0x1E000001,
+    0x1E00FF01,
+    0x03300100,
+    0x03300101,
+    0x05060001,
+    0x0506003E,
+    0x05060101,
+    0x05060201,
+    0x05060801,
+    0x04000C01,
+    0x04000C0A,
 ]
 
 
@@ -67,18 +137,24 @@ def test_signed_bcd() -> None:
 
 
 def test_block_values() -> None:
-    raw = encode_value(0x0001FF00, [Decimal("10.00"), Decimal("1"), Decimal("2"), Decimal("3"),
-                                    Decimal("4")])
+    raw = encode_value(
+        0x0001FF00, [Decimal("10.00"), Decimal("1"), Decimal("2"), Decimal("3"), Decimal("4")]
+    )
     assert len(raw) == 20
-    assert decode_value(0x0001FF00, raw).value == (Decimal("10.00"), Decimal("1.00"),
-                                                   Decimal("2.00"), Decimal("3.00"),
-                                                   Decimal("4.00"))
+    assert decode_value(0x0001FF00, raw).value == (
+        Decimal("10.00"),
+        Decimal("1.00"),
+        Decimal("2.00"),
+        Decimal("3.00"),
+        Decimal("4.00"),
+    )
     assert decode_value(0x0001FF00, raw).text().startswith("[10.00 kWh, 1.00 kWh")
 
 
 def test_status_word_1() -> None:
-    v = decode_value(0x04000501, (StatusWord1.REMOTE_MODE | StatusWord1.OVERDRAFT).to_bytes(2,
-                                                                                       "little"))
+    v = decode_value(
+        0x04000501, (StatusWord1.REMOTE_MODE | StatusWord1.OVERDRAFT).to_bytes(2, "little")
+    )
     assert v.value & StatusWord1.REMOTE_MODE and v.value & StatusWord1.OVERDRAFT
     assert "REMOTE_MODE" in v.text() and "OVERDRAFT" in v.text()
 
@@ -139,9 +215,15 @@ def test_bad_values_raise_data_error(di: int, raw: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("di", "value"),
-    [(0x00010000, Decimal("1000000.00")), (0x00010000, Decimal("1.234")),
-     (0x00010000, Decimal("-1")), (0x00010000, "abc"), (0x04001401, -1),
-     (0x04000401, "12345"), (0x0001FF00, [1, 2])],
+    [
+        (0x00010000, Decimal("1000000.00")),
+        (0x00010000, Decimal("1.234")),
+        (0x00010000, Decimal("-1")),
+        (0x00010000, "abc"),
+        (0x04001401, -1),
+        (0x04000401, "12345"),
+        (0x0001FF00, [1, 2]),
+    ],
 )
 def test_bad_encodes_raise_data_error(di: int, value: Any) -> None:
     with pytest.raises(DataError):
@@ -162,9 +244,7 @@ def _strategy(fmt: Any) -> st.SearchStrategy[Any]:
         # signed: the top bit is the sign, so the top digit is 0..7
         top = (8 if fmt.signed else 10) * 10 ** (fmt.size * 2 - 1) - 1
         lo = -top if fmt.signed else 0
-        return st.integers(lo, top).map(
-            lambda v: Decimal(v).scaleb(-fmt.decimals)
-        )
+        return st.integers(lo, top).map(lambda v: Decimal(v).scaleb(-fmt.decimals))
     if isinstance(fmt, BcdInt):
         return st.integers(0, 10 ** (fmt.size * 2) - 1)
     if isinstance(fmt, Digits):

@@ -16,7 +16,7 @@ from protocol import (
     encode_frame,
 )
 
-TV1 = bytes.fromhex("FEFEFEFE68121078563412681104333333" "33E716")
+TV1 = bytes.fromhex("FEFEFEFE6812107856341268110433333333E716")
 
 addresses = st.lists(
     st.one_of(st.integers(0, 99).map(lambda v: f"{v:02d}"), st.just("AA")), min_size=6, max_size=6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 
 import pytest
@@ -75,20 +76,37 @@ MESSAGES = st.one_of(
     st.just(ReadAddressRequest()),
     st.builds(WriteRequest, dis, st.binary(max_size=200), levels, hexcode(6), hexcode(8)),
     st.builds(WriteAddressRequest, bcd_address),
-    st.builds(FreezeRequest, maybe(st.integers(1, 12)), maybe(st.integers(1, 31)),
-              maybe(st.integers(0, 23)), maybe(st.integers(0, 59))),
+    st.builds(
+        FreezeRequest,
+        maybe(st.integers(1, 12)),
+        maybe(st.integers(1, 31)),
+        maybe(st.integers(0, 23)),
+        maybe(st.integers(0, 59)),
+    ),
     st.builds(ChangeBaudRequest, st.sampled_from([0x02, 0x04, 0x08, 0x10, 0x20, 0x40])),
     st.builds(ChangePasswordRequest, st.integers(0, 9), hexcode(6), hexcode(6), levels),
     st.builds(ClearDemandRequest, levels, hexcode(6), hexcode(8)),
     st.builds(ClearMeterRequest, levels, hexcode(6), hexcode(8), st.binary(max_size=24)),
     st.builds(ClearEventsRequest, dis, levels, hexcode(6), hexcode(8)),
-    st.builds(ControlRequest, st.sampled_from([0x1A, 0x1B, 0x1C, 0x2A, 0x2B, 0x3A, 0x3B]),
-              times, levels, hexcode(6), hexcode(8)),
+    st.builds(
+        ControlRequest,
+        st.sampled_from([0x1A, 0x1B, 0x1C, 0x2A, 0x2B, 0x3A, 0x3B]),
+        times,
+        levels,
+        hexcode(6),
+        hexcode(8),
+    ),
     st.builds(SecureControlRequest, st.binary(min_size=20, max_size=20), hexcode(8), hexcode(6)),
-    st.builds(SecurityRequest, dis.filter(lambda d: d != 0x070000FF), st.binary(max_size=40),
-              hexcode(8)),
-    st.builds(IdentityAuthRequest, st.binary(min_size=8, max_size=8),
-              st.binary(min_size=8, max_size=8), st.binary(min_size=8, max_size=8), hexcode(8)),
+    st.builds(
+        SecurityRequest, dis.filter(lambda d: d != 0x070000FF), st.binary(max_size=40), hexcode(8)
+    ),
+    st.builds(
+        IdentityAuthRequest,
+        st.binary(min_size=8, max_size=8),
+        st.binary(min_size=8, max_size=8),
+        st.binary(min_size=8, max_size=8),
+        hexcode(8),
+    ),
     st.builds(TimeSyncRequest, times),
     st.builds(MultiFunctionRequest, st.integers(0, 2)),
     st.builds(ReadReply, dis, st.binary(max_size=200), st.booleans()),
@@ -100,10 +118,14 @@ MESSAGES = st.one_of(
     st.builds(ControlReply, maybe(st.integers(0, 0xFFFF).map(ExecInfoWord))),
     st.builds(MultiFunctionReply, st.integers(0, 2)),
     st.builds(SecurityReply, dis.filter(lambda d: d != 0x070000FF), st.binary(max_size=40)),
-    st.builds(IdentityAuthReply, st.binary(min_size=4, max_size=4),
-              st.binary(min_size=8, max_size=8)),
-    st.builds(ErrorReply, st.sampled_from([0x11, 0x12, 0x14, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B,
-                                           0x1C, 0x1D]), st.integers(0, 255).map(ErrorWord)),
+    st.builds(
+        IdentityAuthReply, st.binary(min_size=4, max_size=4), st.binary(min_size=8, max_size=8)
+    ),
+    st.builds(
+        ErrorReply,
+        st.sampled_from([0x11, 0x12, 0x14, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1D]),
+        st.integers(0, 255).map(ErrorWord),
+    ),
     st.builds(SecurityErrorReply, st.integers(0, 0xFFFF).map(SecurityErrorWord)),
     st.builds(ControlErrorReply, st.integers(0, 0xFFFF).map(ControlErrorWord)),
 )
@@ -191,10 +213,22 @@ def test_unknown_function_kept() -> None:
 
 @pytest.mark.parametrize(
     ("control", "data"),
-    [(0x11, b"\x00"), (0x12, b"\x00" * 4), (0x13, b"\x00"), (0x14, b"\x00" * 11),
-     (0x1C, b"\x02" + bytes(14)), (0x1C, b"\x98" + bytes(20)), (0x08, bytes(6)),
-     (0x91, b"\x00"), (0x93, b"\x00"), (0x9C, b"\x00"), (0xC3, b"\x00"), (0x94, b"\x00"),
-     (0x03, bytes(5)), (0x03, bytes.fromhex("FF000007") + bytes(10))],
+    [
+        (0x11, b"\x00"),
+        (0x12, b"\x00" * 4),
+        (0x13, b"\x00"),
+        (0x14, b"\x00" * 11),
+        (0x1C, b"\x02" + bytes(14)),
+        (0x1C, b"\x98" + bytes(20)),
+        (0x08, bytes(6)),
+        (0x91, b"\x00"),
+        (0x93, b"\x00"),
+        (0x9C, b"\x00"),
+        (0xC3, b"\x00"),
+        (0x94, b"\x00"),
+        (0x03, bytes(5)),
+        (0x03, bytes.fromhex("FF000007") + bytes(10)),
+    ],
 )
 def test_bad_layouts_are_data_errors(control: int, data: bytes) -> None:
     with pytest.raises(DataError):
@@ -209,7 +243,5 @@ def test_decode_message_raises_only_data_error(control: int, data: bytes) -> Non
     except DataError:
         return
     if isinstance(msg, ReadReply):
-        try:
-            msg.value
-        except DataError:
-            pass
+        with contextlib.suppress(DataError):
+            _ = msg.value

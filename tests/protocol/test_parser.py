@@ -88,7 +88,7 @@ def test_errors_kept_are_bounded() -> None:
 def test_random_bytes_never_crash(blob: bytes, cuts: list[int]) -> None:
     p = StreamParser()
     pos = 0
-    for c in cuts + [len(blob)]:
+    for c in [*cuts, len(blob)]:
         p.feed(blob[pos : pos + c])
         pos += c
         assert p.pending <= MAX_FRAME + 50

@@ -46,44 +46,95 @@ TV5_TRIP = ControlRequest(
 )
 
 VECTORS = [
-    ("TV1", METER, ReadRequest(0x00000000),
-     "FE FE FE FE 68 12 10 78 56 34 12 68 11 04 33 33 33 33 E7 16"),
-    ("TV2", METER, ReadReply.for_value(0x00000000, Decimal("50.50")),
-     "FE FE FE FE 68 12 10 78 56 34 12 68 91 08 33 33 33 33 83 83 33 33 D7 16"),
-    ("TV3", METER, ErrorReply(0x11, ErrorWord.NO_DATA),
-     "FE FE FE FE 68 12 10 78 56 34 12 68 D1 01 35 0D 16"),
-    ("TV4a", WILDCARD, ReadAddressRequest(),
-     "FE FE FE FE 68 AA AA AA AA AA AA 68 13 00 DF 16"),
-    ("TV4b", METER, ReadAddressReply(METER),
-     "FE FE FE FE 68 12 10 78 56 34 12 68 93 06 45 43 AB 89 67 45 07 16"),
-    ("TV5", METER, TV5_TRIP,
-     "FE FE FE FE 68 12 10 78 56 34 12 68 1C 10 35 89 67 45 AB 89 67 45 4D 33 8C 8C 56 64 45 59"
-     " 6C 16"),
-    ("TV5b", METER,
-     ControlRequest(ControlCommand.CLOSE_PERMITTED, datetime(2026, 12, 31, 23, 59, 59), 2,
-                    "123456", "12345678"),
-     "FE FE FE FE 68 12 10 78 56 34 12 68 1C 10 35 89 67 45 AB 89 67 45 4E 33 8C 8C 56 64 45 59"
-     " 6D 16"),
+    (
+        "TV1",
+        METER,
+        ReadRequest(0x00000000),
+        "FE FE FE FE 68 12 10 78 56 34 12 68 11 04 33 33 33 33 E7 16",
+    ),
+    (
+        "TV2",
+        METER,
+        ReadReply.for_value(0x00000000, Decimal("50.50")),
+        "FE FE FE FE 68 12 10 78 56 34 12 68 91 08 33 33 33 33 83 83 33 33 D7 16",
+    ),
+    (
+        "TV3",
+        METER,
+        ErrorReply(0x11, ErrorWord.NO_DATA),
+        "FE FE FE FE 68 12 10 78 56 34 12 68 D1 01 35 0D 16",
+    ),
+    ("TV4a", WILDCARD, ReadAddressRequest(), "FE FE FE FE 68 AA AA AA AA AA AA 68 13 00 DF 16"),
+    (
+        "TV4b",
+        METER,
+        ReadAddressReply(METER),
+        "FE FE FE FE 68 12 10 78 56 34 12 68 93 06 45 43 AB 89 67 45 07 16",
+    ),
+    (
+        "TV5",
+        METER,
+        TV5_TRIP,
+        "FE FE FE FE 68 12 10 78 56 34 12 68 1C 10 35 89 67 45 AB 89 67 45 4D 33 8C 8C 56 64 45 59"
+        " 6C 16",
+    ),
+    (
+        "TV5b",
+        METER,
+        ControlRequest(
+            ControlCommand.CLOSE_PERMITTED,
+            datetime(2026, 12, 31, 23, 59, 59),
+            2,
+            "123456",
+            "12345678",
+        ),
+        "FE FE FE FE 68 12 10 78 56 34 12 68 1C 10 35 89 67 45 AB 89 67 45 4E 33 8C 8C 56 64 45 59"
+        " 6D 16",
+    ),
     ("TV6a", METER, ControlReply(), "FE FE FE FE 68 12 10 78 56 34 12 68 9C 00 A2 16"),
-    ("TV6b", METER, ErrorReply(0x1C, ErrorWord.UNAUTHORIZED),
-     "FE FE FE FE 68 12 10 78 56 34 12 68 DC 01 37 1A 16"),
-    ("TV7", Address("999999999999"), TimeSyncRequest(datetime(2026, 11, 28, 10, 20, 30)),
-     "FE FE FE FE 68 99 99 99 99 99 99 68 08 06 63 53 43 5B 44 59 65 16"),
-    ("TV8", METER, ReadReply.for_value(0x00900200, Decimal("123.45")),
-     "FE FE FE FE 68 12 10 78 56 34 12 68 91 08 33 35 C3 33 78 56 34 33 32 16"),
-    ("TV9", METER, ReadReply.for_value(0x04000503, StatusWord3(0x0250)),
-     "FE FE FE FE 68 12 10 78 56 34 12 68 91 06 36 38 33 37 83 35 2D 16"),
-    ("TV10", METER, ReadFollowUpRequest(0x0001FF00, 1),
-     "FE FE FE FE 68 12 10 78 56 34 12 68 12 05 33 32 34 33 34 1D 16"),
+    (
+        "TV6b",
+        METER,
+        ErrorReply(0x1C, ErrorWord.UNAUTHORIZED),
+        "FE FE FE FE 68 12 10 78 56 34 12 68 DC 01 37 1A 16",
+    ),
+    (
+        "TV7",
+        Address("999999999999"),
+        TimeSyncRequest(datetime(2026, 11, 28, 10, 20, 30)),
+        "FE FE FE FE 68 99 99 99 99 99 99 68 08 06 63 53 43 5B 44 59 65 16",
+    ),
+    (
+        "TV8",
+        METER,
+        ReadReply.for_value(0x00900200, Decimal("123.45")),
+        "FE FE FE FE 68 12 10 78 56 34 12 68 91 08 33 35 C3 33 78 56 34 33 32 16",
+    ),
+    (
+        "TV9",
+        METER,
+        ReadReply.for_value(0x04000503, StatusWord3(0x0250)),
+        "FE FE FE FE 68 12 10 78 56 34 12 68 91 06 36 38 33 37 83 35 2D 16",
+    ),
+    (
+        "TV10",
+        METER,
+        ReadFollowUpRequest(0x0001FF00, 1),
+        "FE FE FE FE 68 12 10 78 56 34 12 68 12 05 33 32 34 33 34 1D 16",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "address", "message", "wire"), VECTORS, ids=[v[0] for v in VECTORS])
+@pytest.mark.parametrize(
+    ("name", "address", "message", "wire"), VECTORS, ids=[v[0] for v in VECTORS]
+)
 def test_encode_is_byte_exact(name: str, address: Address, message: object, wire: str) -> None:
     assert encode_frame(to_frame(address, message)) == hx(wire)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("name", "address", "message", "wire"), VECTORS, ids=[v[0] for v in VECTORS])
+@pytest.mark.parametrize(
+    ("name", "address", "message", "wire"), VECTORS, ids=[v[0] for v in VECTORS]
+)
 def test_decode_gives_the_message(name: str, address: Address, message: object, wire: str) -> None:
     frame, used = decode_frame(hx(wire))
     assert used == len(hx(wire))
@@ -109,7 +160,9 @@ def test_tv9_status_word_3_bits() -> None:
     frame, _ = decode_frame(hx(VECTORS[11][3]))
     word = decode_message(frame).value.value  # type: ignore[attr-defined]
     # 0x0250: money-type prepay (bit 9) + relay commanded off (bit 6) + relay open (bit 4)
-    assert word == StatusWord3.PREPAY_MONEY | StatusWord3.RELAY_COMMAND_TRIP | StatusWord3.RELAY_OPEN
+    assert (
+        word == StatusWord3.PREPAY_MONEY | StatusWord3.RELAY_COMMAND_TRIP | StatusWord3.RELAY_OPEN
+    )
 
 
 def test_tv5_fields() -> None:

@@ -1,0 +1,56 @@
+"""The ``feikong`` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    name="feikong",
+    help="Prepaid (fee-controlled, 费控) electricity metering: DL/T 645-2007 tools, "
+    "simulated meters and breakers, head-end and prepaid platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks that print key=value figures.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"feikong {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=os.environ.get("FEIKONG_LOG", level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register() -> None:
+    from . import cmd_bench, cmd_breaker, cmd_demo, cmd_protocol
+
+    for module in (cmd_protocol, cmd_breaker, cmd_demo):
+        module.register(app)
+    cmd_bench.register(bench_app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

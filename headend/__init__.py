@@ -1,0 +1,1 @@
+"""The head-end (master station, 主站): archive, channels, jobs, collection and control."""

@@ -1,0 +1,1 @@
+"""The prepaid platform: tariffs, rating, balances and the fee-control workflows."""

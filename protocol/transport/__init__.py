@@ -1,0 +1,61 @@
+"""asyncio transports for DL/T 645-2007: the master's links and the meters' servers.
+
+The codec in :mod:`protocol` does no I/O; this package moves its frames.
+
+Client (master station, 主站) side — one request, one reply, one transaction at
+a time (RS-485 is half duplex)::
+
+    async with open_transport("tcp://10.0.0.5:8899") as link:
+        reply = await link.request(Frame(Address("123456781012"), 0x11, di))
+
+Server (meter, 从站) side — a handler answers each request frame, or stays
+silent by returning ``None``::
+
+    async with TcpFrameServer(handler, "0.0.0.0", 8645) as server:
+        await server.serve_forever()
+
+Backends: TCP (:class:`TcpTransport`, :class:`TcpFrameServer`), serial ports
+(:class:`SerialTransport`, :class:`SerialFrameServer`, default 2400 8E1) and
+an in-memory null modem for tests (:class:`MemoryTransport`,
+:class:`MemoryFrameServer`, :func:`memory_pair`) whose *manipulator* hook
+splits, garbles or drops the bytes written.
+"""
+
+from __future__ import annotations
+
+from ..errors import ResponseTimeoutError, TransportError
+from ._client import Transport, TransportStats, is_reply_to
+from ._memory import Manipulator, MemoryFrameServer, MemoryTransport, memory_pair
+from ._serial import BAUDRATES, PARITIES, SerialFrameServer, SerialSettings, SerialTransport
+from ._server import FrameHandler, FrameServer, ReplyDelay, ServerStats
+from ._stream import StreamTransport
+from ._tcp import TcpFrameServer, TcpTransport
+from ._url import URL_FORMS, URL_PARAMETERS, open_frame_server, open_transport
+
+__all__ = [
+    "BAUDRATES",
+    "PARITIES",
+    "URL_FORMS",
+    "URL_PARAMETERS",
+    "FrameHandler",
+    "FrameServer",
+    "Manipulator",
+    "MemoryFrameServer",
+    "MemoryTransport",
+    "ReplyDelay",
+    "ResponseTimeoutError",
+    "SerialFrameServer",
+    "SerialSettings",
+    "SerialTransport",
+    "ServerStats",
+    "StreamTransport",
+    "TcpFrameServer",
+    "TcpTransport",
+    "Transport",
+    "TransportError",
+    "TransportStats",
+    "is_reply_to",
+    "memory_pair",
+    "open_frame_server",
+    "open_transport",
+]
