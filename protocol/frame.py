@@ -119,6 +119,8 @@ def decode_frame(buf: bytes | bytearray) -> tuple[Frame, int]:
     is an error. Raises :class:`IncompleteFrameError` when ``buf`` ends early,
     :class:`ChecksumError` on a bad CS and :class:`FrameError` otherwise.
     """
+    if type(buf) is not bytes:
+        buf = bytes(buf)
     n = len(buf)
     i = n - len(buf.lstrip(b"\xfe")) if n and buf[0] == WAKE else 0
     if i == n:
@@ -140,14 +142,12 @@ def decode_frame(buf: bytes | bytearray) -> tuple[Frame, int]:
         )
     if buf[end + 1] != END:
         raise FrameError(f"frame must end with 16H, found {buf[end + 1]:02X}H")
-    wire = bytes(buf[i + 1 : i + 7])
+    wire = buf[i + 1 : i + 7]
     address = _ADDRESS_CACHE.get(wire)
     if address is None:
         address = _address(wire)
     return (
-        _new_frame(
-            Frame, (address, buf[i + 8], bytes(buf[i + HEADER_SIZE : end]).translate(_UNSCRAMBLE))
-        ),
+        _new_frame(Frame, (address, buf[i + 8], buf[i + HEADER_SIZE : end].translate(_UNSCRAMBLE))),
         end + 2,
     )
 
