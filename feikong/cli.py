@@ -42,9 +42,9 @@ def _root(
 
 
 def _register() -> None:
-    from . import cmd_bench, cmd_breaker, cmd_demo, cmd_protocol
+    from . import cmd_bench, cmd_breaker, cmd_demo, cmd_protocol, cmd_tariff
 
-    for module in (cmd_protocol, cmd_breaker, cmd_demo):
+    for module in (cmd_protocol, cmd_breaker, cmd_demo, cmd_tariff):
         module.register(app)
     cmd_bench.register(bench_app)
 
