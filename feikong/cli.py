@@ -42,11 +42,21 @@ def _root(
 
 
 def _register() -> None:
-    from . import cmd_bench, cmd_breaker, cmd_demo, cmd_protocol, cmd_tariff
+    from . import (
+        cmd_bench,
+        cmd_bench_fleet,
+        cmd_breaker,
+        cmd_control,
+        cmd_demo,
+        cmd_meter_sim,
+        cmd_protocol,
+        cmd_tariff,
+    )
 
-    for module in (cmd_protocol, cmd_breaker, cmd_demo, cmd_tariff):
+    for module in (cmd_protocol, cmd_control, cmd_breaker, cmd_meter_sim, cmd_demo, cmd_tariff):
         module.register(app)
     cmd_bench.register(bench_app)
+    cmd_bench_fleet.register(bench_app)
 
 
 _register()

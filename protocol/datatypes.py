@@ -24,6 +24,7 @@ __all__ = [
     "DateTime",
     "Digits",
     "Format",
+    "HexCode",
     "LadderTable",
     "LadderTableFormat",
     "Raw",
@@ -148,6 +149,31 @@ class Digits:
 
     def describe(self) -> str:
         return f"{'N' * self.size * 2} ({self.size} B, digits)"
+
+
+@dataclass(frozen=True, slots=True)
+class HexCode:
+    """A code written as hex digits, kept as text: operator codes (操作者代码), where
+    ``FFFFFFFF`` marks an action of the meter itself."""
+
+    size: int
+
+    def decode(self, raw: bytes) -> str:
+        _check_size(raw, self.size, self.describe())
+        return raw[::-1].hex().upper()
+
+    def encode(self, value: Any) -> bytes:
+        text = str(value).strip()
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = b""
+        if len(text) != self.size * 2 or len(raw) != self.size:
+            raise DataError(f"{value!r} must be {self.size * 2} hex digits")
+        return raw[::-1]
+
+    def describe(self) -> str:
+        return f"{'H' * self.size * 2} ({self.size} B, hex)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from .datatypes import (
     DateTime,
     Digits,
     Format,
+    HexCode,
     LadderTable,
     LadderTableFormat,
     Raw,
@@ -355,7 +356,7 @@ def _parameters() -> None:
 _EVENT_RECORD: Final = Record(
     (
         ("time", TIME_YMDHMS),
-        ("operator", Digits(4)),
+        ("operator", HexCode(4)),
         ("forward_active", ENERGY),
         ("reverse_active", ENERGY),
     )

@@ -8,8 +8,9 @@ a time (RS-485 is half duplex)::
     async with open_transport("tcp://10.0.0.5:8899") as link:
         reply = await link.request(Frame(Address("123456781012"), 0x11, di))
 
-Server (meter, 从站) side — a handler answers each request frame, or stays
-silent by returning ``None``::
+Server (meter, 从站) side — a handler answers each request frame, stays
+silent by returning ``None``, or returns raw ``bytes`` written as they are (a
+simulator's deliberately broken reply)::
 
     async with TcpFrameServer(handler, "0.0.0.0", 8645) as server:
         await server.serve_forever()

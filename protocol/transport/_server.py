@@ -2,7 +2,10 @@
 
 A :class:`FrameServer` knows nothing of meters: it parses what arrives, gives
 every request frame to a :data:`FrameHandler`, and writes back the frame the
-handler returns (or nothing when it returns ``None``). On an RS-485 bus one
+handler returns (or nothing when it returns ``None``). A handler may also
+return raw ``bytes``, written as they are (no preamble added, nothing checked):
+a simulator uses this to send a deliberately broken frame (bad checksum,
+truncated reply). On an RS-485 bus one
 handler sees every frame on the wire and decides which of its meters, if any,
 answers. Frames with D7 set (replies of other meters, the echo of our own
 replies) never reach the handler, as a meter ignores them.
@@ -27,8 +30,9 @@ __all__ = ["FrameHandler", "FrameServer", "ReplyDelay", "ServerStats"]
 
 logger = logging.getLogger(__name__)
 
-FrameHandler: TypeAlias = Callable[[Frame], Awaitable[Frame | None]]
-"""Answer one request frame: the reply frame, or ``None`` to stay silent."""
+FrameHandler: TypeAlias = Callable[[Frame], Awaitable[Frame | bytes | None]]
+"""Answer one request frame: the reply frame, ``None`` to stay silent, or raw
+``bytes`` written as they are (for simulating corrupted replies)."""
 
 ReplyDelay: TypeAlias = float | Callable[[Frame], Awaitable[None]]
 """Seconds to wait before each reply, or an async hook awaited with the request."""
@@ -212,18 +216,23 @@ class FrameServer(ABC):
                 "%s: no reply to %s for %s", label, frame.describe_control(), frame.address
             )
             return
-        try:
-            data = encode_frame(reply, self.reply_preamble)
-        except (FrameError, AttributeError, TypeError, ValueError) as exc:
-            c.handler_errors += 1
-            logger.error(
-                "%s: the frame handler returned %r for %s, which cannot be sent: %s",
-                label,
-                reply,
-                frame.address,
-                exc,
-            )
-            return
+        if isinstance(reply, bytes):
+            data = reply
+            described = f"{len(reply)} raw bytes"
+        else:
+            try:
+                data = encode_frame(reply, self.reply_preamble)
+                described = reply.describe_control()
+            except (FrameError, AttributeError, TypeError, ValueError) as exc:
+                c.handler_errors += 1
+                logger.error(
+                    "%s: the frame handler returned %r for %s, which cannot be sent: %s",
+                    label,
+                    reply,
+                    frame.address,
+                    exc,
+                )
+                return
         delay = self.reply_delay
         if callable(delay):
             await delay(frame)
@@ -240,7 +249,7 @@ class FrameServer(ABC):
             label,
             frame.describe_control(),
             frame.address,
-            reply.describe_control(),
+            described,
         )
 
 

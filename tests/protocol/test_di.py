@@ -17,6 +17,7 @@ from protocol.datatypes import (
     Bits,
     DateTime,
     Digits,
+    HexCode,
     LadderTable,
     LadderTableFormat,
     Raw,
@@ -175,7 +176,7 @@ def test_dates() -> None:
 def test_trip_record() -> None:
     record = {
         "time": datetime(2026, 11, 28, 10, 20, 30),
-        "operator": "FFFFFFFF".replace("F", "A"),
+        "operator": "FFFFFFFF",
         "forward_active": Decimal("1234.56"),
         "reverse_active": Decimal("0"),
     }
@@ -183,6 +184,7 @@ def test_trip_record() -> None:
     assert len(raw) == 18
     back = decode_value(0x1D00FF01, raw).value
     assert back["time"] == record["time"] and back["forward_active"] == Decimal("1234.56")
+    assert back["operator"] == "FFFFFFFF"  # the meter's own action
 
 
 def test_ladder_table_layout() -> None:
@@ -249,6 +251,8 @@ def _strategy(fmt: Any) -> st.SearchStrategy[Any]:
         return st.integers(0, 10 ** (fmt.size * 2) - 1)
     if isinstance(fmt, Digits):
         return st.text("0123456789", min_size=fmt.size * 2, max_size=fmt.size * 2)
+    if isinstance(fmt, HexCode):
+        return st.text("0123456789ABCDEF", min_size=fmt.size * 2, max_size=fmt.size * 2)
     if isinstance(fmt, DateTime):
         if "DD" in fmt.pattern:
             base = st.datetimes(datetime(2000, 1, 1), datetime(2099, 12, 31, 23, 59, 59))

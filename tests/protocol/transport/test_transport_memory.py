@@ -340,3 +340,29 @@ async def test_close_fails_the_waiting_request() -> None:
         await client.close()
         with pytest.raises(TransportError, match="closed"):
             await pending
+
+
+async def test_a_handler_may_return_raw_bytes_written_as_they_are() -> None:
+    """Simulators send broken replies (a bad CS) by returning bytes instead of a frame."""
+    bad_cs = bytearray(REPLY_5050)
+    bad_cs[-2] ^= 0xFF
+    replies = [bytes(bad_cs), REPLY_5050[4:]]  # the second without preamble: none is added
+
+    async def raw(frame: Frame) -> bytes:
+        return replies.pop(0)
+
+    written: list[bytes] = []
+
+    def record(data: bytes) -> list[bytes]:
+        written.append(data)
+        return [data]
+
+    client, server = await memory_pair(raw, response_timeout=0.1)
+    server.manipulator = record
+    async with server, client:
+        with pytest.raises(ResponseTimeoutError):
+            await client.request(read(METER))
+        assert client.stats.checksum_errors == 1
+        assert await client.request(read(METER)) == reply(METER, bytes.fromhex("50500000"))
+    assert written == [bytes(bad_cs), REPLY_5050[4:]]
+    assert server.stats.replies_sent == 2 and server.stats.handler_errors == 0
