@@ -46,14 +46,25 @@ def _register() -> None:
         cmd_bench,
         cmd_bench_fleet,
         cmd_breaker,
+        cmd_card,
         cmd_control,
         cmd_demo,
+        cmd_headend,
         cmd_meter_sim,
         cmd_protocol,
         cmd_tariff,
     )
 
-    for module in (cmd_protocol, cmd_control, cmd_breaker, cmd_meter_sim, cmd_demo, cmd_tariff):
+    for module in (
+        cmd_protocol,
+        cmd_control,
+        cmd_breaker,
+        cmd_meter_sim,
+        cmd_demo,
+        cmd_tariff,
+        cmd_headend,
+        cmd_card,
+    ):
         module.register(app)
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)

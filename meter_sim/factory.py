@@ -10,6 +10,8 @@ it is the one place that maps a meter kind to a class.
 ``passwords``          ``{level: "6 hex digits"}`` (default ``000000`` for all)
 ``parameters``         ``{"04001401": 1, ...}`` initial parameter values (by DI)
 ``tou``                day time-segment table, e.g. ``"00:00=4,08:00=2,22:00=4"``
+
+Local (card) meters take more keys (money, limits, prices): see :mod:`meter_sim.local`.
 """
 
 from __future__ import annotations
@@ -35,5 +37,7 @@ def build_meter(
 
         return RemoteMeter(config, clock, breaker, master_key=master_key)
     if config.kind is MeterKind.LOCAL:
-        raise ValueError("local meters: see meter_sim.local")
+        from .local import LocalMeter
+
+        return LocalMeter(config, clock, breaker, master_key=master_key)
     raise ValueError(f"unknown meter kind {config.kind!r}")

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from breaker_sim import Breaker, BreakerState, InProcessBreakerLink
-from meter_sim.config import MeterKind, SimulatedMeter
+from meter_sim.config import SimulatedMeter
 from meter_sim.errors import MeterStateError
 from meter_sim.factory import build_meter
 from meter_sim.remote import RemoteMeter
@@ -105,11 +105,9 @@ async def test_bad_states_are_refused() -> None:
         meter.restore_state(broken)
 
 
-def test_factory_builds_remote_meters_only() -> None:
+def test_factory_builds_remote_meters() -> None:
     clock = SteppedClock(START)
     link = InProcessBreakerLink(Breaker(clock))
     meter = build_meter(config(), clock, link, master_key=TEST_MASTER_KEY)
     assert isinstance(meter, RemoteMeter) and isinstance(meter, SimulatedMeter)
     assert meter.address == "123456781012"
-    with pytest.raises(ValueError, match=r"meter_sim\.local"):
-        build_meter(config(kind=MeterKind.LOCAL), clock, link, master_key=TEST_MASTER_KEY)

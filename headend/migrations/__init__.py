@@ -1,0 +1,1 @@
+"""Alembic migrations of the head-end schema (run by :func:`headend.db.migrate`)."""

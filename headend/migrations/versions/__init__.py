@@ -1,0 +1,1 @@
+"""Head-end migration revisions, oldest first."""
