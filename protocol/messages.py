@@ -13,6 +13,7 @@ Layouts (data field, before +33H) follow PROTOCOL.md §1 and §3: passwords are
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Final
@@ -111,15 +112,16 @@ def _operator_bytes(operator: str) -> bytes:
     return encode_hex_code(operator, 4, "operator code")
 
 
-class Message:
+class Message(ABC):
     """Base of every message; subclasses are frozen dataclasses."""
 
     __slots__ = ()
     FUNCTION: ClassVar[int]
     REPLY: ClassVar[bool] = False
 
+    @abstractmethod
     def to_data(self) -> bytes:
-        raise NotImplementedError  # every concrete message overrides this
+        """The data field (before +33H)."""
 
     @property
     def control(self) -> int:
