@@ -33,7 +33,7 @@ from protocol.messages import (
 )
 from protocol.security import SimulatedEncryptionMachine, check_sm4_support, load_master_key
 
-from .cmd_protocol import _transport
+from .cmd_protocol import cli_transport
 from .output import console, err_console, fail, print_json
 
 __all__ = ["register"]
@@ -131,7 +131,7 @@ def control_command(
         machine = SimulatedEncryptionMachine(key)
     except SecurityError as exc:
         fail(escape(str(exc)))
-    transport = _transport(tcp, serial, baud, parity.upper(), timeout)
+    transport = cli_transport(tcp, serial, baud, parity.upper(), timeout)
 
     async def run() -> tuple[str, Message, datetime]:
         async with transport:

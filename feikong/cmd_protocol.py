@@ -44,7 +44,7 @@ def frame(
             console.print(f"[yellow]data field: {exp.problem}[/]")
 
 
-def _transport(
+def cli_transport(
     tcp: str | None, serial: str | None, baud: int, parity: str, timeout: float
 ) -> Transport:
     if (tcp is None) == (serial is None):
@@ -75,7 +75,7 @@ def read(
         code = parse_di(di)
     except ProtocolError as exc:
         fail(str(exc), 2)
-    transport = _transport(tcp, serial, baud, parity.upper(), timeout)
+    transport = cli_transport(tcp, serial, baud, parity.upper(), timeout)
 
     async def run() -> object:
         async with transport:

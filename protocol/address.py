@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from .bcd import ADDRESS_BYTES
 from .errors import FrameError
 
 __all__ = ["BROADCAST", "WILDCARD", "Address"]
-
-_BCD_BYTES: Final = bytes(t * 16 + u for t in range(10) for u in range(10))
-_ADDRESS_BYTES: Final = _BCD_BYTES + b"\xaa"
 
 
 class Address(str):
@@ -40,7 +38,7 @@ class Address(str):
         """Decode the 6 address bytes as sent (low byte first)."""
         if len(wire) != 6:
             raise FrameError(f"an address has 6 bytes, got {len(wire)}")
-        if wire.translate(None, _ADDRESS_BYTES):
+        if wire.translate(None, ADDRESS_BYTES):
             raise FrameError(f"address bytes {wire.hex(' ').upper()} are not BCD")
         return str.__new__(cls, wire[::-1].hex().upper())
 

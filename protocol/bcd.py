@@ -8,6 +8,8 @@ from typing import Final
 from .errors import DataError
 
 __all__ = [
+    "ADDRESS_BYTES",
+    "BCD_BYTES",
     "bcd_decode",
     "bcd_encode",
     "decode_expiry",
@@ -16,7 +18,11 @@ __all__ = [
     "encode_hex_code",
 ]
 
-_BCD_BYTES: Final = bytes(t * 16 + u for t in range(10) for u in range(10))
+BCD_BYTES: Final = bytes(t * 16 + u for t in range(10) for u in range(10))
+"""Every byte that is two BCD digits (00..99): ``raw.translate(None, BCD_BYTES)`` is empty
+exactly when ``raw`` is BCD."""
+ADDRESS_BYTES: Final = BCD_BYTES + b"\xaa"
+"""BCD bytes plus the ``AA`` wildcard byte of addresses."""
 
 
 def bcd_encode(value: int, size: int) -> bytes:
@@ -31,7 +37,7 @@ def bcd_encode(value: int, size: int) -> bytes:
 
 def bcd_decode(raw: bytes) -> int:
     """The integer of BCD bytes sent low byte first; :class:`DataError` if not BCD."""
-    if raw.translate(None, _BCD_BYTES):
+    if raw.translate(None, BCD_BYTES):
         raise DataError(f"bytes {raw.hex(' ').upper()} are not BCD")
     return int(raw[::-1].hex() or "0")
 
@@ -66,7 +72,7 @@ def decode_expiry(raw: bytes) -> datetime:
     """The inverse of :func:`encode_expiry`; :class:`DataError` for an impossible time."""
     if len(raw) != 6:
         raise DataError(f"a time ss mm hh DD MM YY has 6 bytes, got {len(raw)}")
-    if raw.translate(None, _BCD_BYTES):
+    if raw.translate(None, BCD_BYTES):
         raise DataError(f"time bytes {raw.hex(' ').upper()} are not BCD")
     ss, mi, hh, dd, mo, yy = (int(f"{b:02x}") for b in raw)
     try:

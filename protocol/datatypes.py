@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from enum import IntFlag
 from typing import Any, Final, Protocol
 
+from .bcd import ADDRESS_BYTES, BCD_BYTES
 from .errors import DataError
 
 __all__ = [
@@ -31,9 +32,6 @@ __all__ = [
     "Record",
     "Repeat",
 ]
-
-_BCD_BYTES: Final = bytes(t * 16 + u for t in range(10) for u in range(10))
-_BCD_NOSIGN: Final = bytes(range(256)).translate(None, _BCD_BYTES)
 
 
 class Format(Protocol):
@@ -137,7 +135,7 @@ class Digits:
     def decode(self, raw: bytes) -> str:
         _check_size(raw, self.size, self.describe())
         digits = raw[::-1].hex().upper()
-        if raw.translate(None, _BCD_BYTES + b"\xaa"):
+        if raw.translate(None, ADDRESS_BYTES):
             raise DataError(f"bytes {raw.hex(' ').upper()} are not BCD ({self.describe()})")
         return digits
 
@@ -233,7 +231,7 @@ class DateTime:
 
     def decode(self, raw: bytes) -> datetime | date | time | None:
         _check_size(raw, self.size, self.describe())
-        if raw.translate(None, _BCD_BYTES):
+        if raw.translate(None, BCD_BYTES):
             raise DataError(f"bytes {raw.hex(' ').upper()} are not BCD ({self.describe()})")
         if "DD" in self.pattern and (not raw.strip(b"\x00") or not raw.strip(b"\x99")):
             return None

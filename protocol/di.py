@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from .codes import StatusWord1, StatusWord3
+from .codes import StatusWord1, StatusWord3, names
 from .datatypes import (
     Bcd,
     BcdInt,
@@ -103,8 +103,6 @@ def _text(value: Any, unit: str) -> str:
             else value.isoformat()
         )
     if hasattr(value, "name") and hasattr(value, "__int__") and not isinstance(value, bool):
-        from .codes import names
-
         return f"0x{int(value):04X} " + ("[" + ", ".join(names(value)) + "]")
     return f"{value} {unit}".rstrip()
 

@@ -39,7 +39,6 @@ MAX_FRAME: Final = HEADER_SIZE + MAX_DATA + 2
 
 _SCRAMBLE: Final = bytes((b + 0x33) & 0xFF for b in range(256))
 _UNSCRAMBLE: Final = bytes((b - 0x33) & 0xFF for b in range(256))
-_ADDRESS_BYTES: Final = bytes(t * 16 + u for t in range(10) for u in range(10)) + b"\xaa"
 
 
 def scramble(data: bytes) -> bytes:
@@ -159,9 +158,7 @@ _new_frame: Final = tuple.__new__
 
 def _address(wire: bytes) -> Address:
     """Decode (and remember) a wire address: a head-end talks to the same meters again."""
-    if wire.translate(None, _ADDRESS_BYTES):
-        raise FrameError(f"address bytes {wire.hex(' ').upper()} are not BCD")
-    address = str.__new__(Address, wire[::-1].hex().upper())
+    address = Address.from_wire(wire)
     if len(_ADDRESS_CACHE) >= _ADDRESS_CACHE_SIZE:
         _ADDRESS_CACHE.clear()
     _ADDRESS_CACHE[wire] = address

@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import IntFlag
 from typing import Any, ClassVar, Final
 
 from .address import WILDCARD, Address
@@ -39,6 +40,7 @@ from .codes import (
     FunctionCode,
     PasswordLevel,
     SecurityErrorWord,
+    names,
 )
 from .di import DataValue, decode_value, encode_value, format_di
 from .errors import DataError
@@ -84,8 +86,6 @@ __all__ = [
 
 IDENTITY_AUTH_DI: Final = 0x070000FF
 """03H DI of identity authentication (身份认证)."""
-
-_BCD_BYTES: Final = bytes(t * 16 + u for t in range(10) for u in range(10))
 
 
 def _di(data: bytes) -> int:
@@ -835,8 +835,6 @@ class ControlReply(Message):
     def describe(self) -> str:
         if self.info is None:
             return "control done"
-        from .codes import names
-
         return f"control done: {', '.join(names(self.info)) or 'no info bits'}"
 
 
@@ -918,10 +916,7 @@ class ErrorReply(Message):
         return bytes((int(self.error),))
 
     def describe(self) -> str:
-        from .codes import names
-
-        bits = ", ".join(names(self.error)) or "no error bits set"
-        return f"{_function_name(self.function)} refused: ERR={int(self.error):02X}H ({bits})"
+        return _refused(_function_name(self.function), "ERR", self.error, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -940,10 +935,7 @@ class SecurityErrorReply(Message):
         return int(self.error).to_bytes(2, "little")
 
     def describe(self) -> str:
-        from .codes import names
-
-        bits = ", ".join(names(self.error)) or "no error bits set"
-        return f"security request refused: SERR={int(self.error):04X}H ({bits})"
+        return _refused("security request", "SERR", self.error, 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -962,10 +954,7 @@ class ControlErrorReply(Message):
         return int(self.error).to_bytes(2, "little")
 
     def describe(self) -> str:
-        from .codes import names
-
-        bits = ", ".join(names(self.error)) or "no error bits set"
-        return f"control refused: control-error word {int(self.error):04X}H ({bits})"
+        return _refused("control", "control-error word", self.error, 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -984,6 +973,13 @@ class UnknownMessage(Message):
 
     def describe(self) -> str:
         return f"unknown function {self.control_byte & FUNCTION_MASK:02X}H ({len(self.data)} bytes)"
+
+
+def _refused(what: str, word_name: str, word: IntFlag, digits: int) -> str:
+    """``<what> refused: <word>=XXH (BIT, BIT)`` — the refusal with its bits by name."""
+    bits = ", ".join(names(word)) or "no error bits set"
+    sep = " " if " " in word_name else "="
+    return f"{what} refused: {word_name}{sep}{int(word):0{digits}X}H ({bits})"
 
 
 def _function_name(function: int) -> str:
