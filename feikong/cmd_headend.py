@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.engine import Engine
 
-from headend.archive import ImportReport, export_archive, import_archive
-from headend.db import migrate, open_database
 from headend.errors import ArchiveFormatError, HeadendError
 
 from .output import console, err_console, fail, print_json
+
+if TYPE_CHECKING:  # the database stack is imported only by the commands that use it
+    from sqlalchemy.engine import Engine
+
+    from headend.archive import ImportReport
 
 headend_app = typer.Typer(
     help="Head-end (主站): database, meter archive and channels.", no_args_is_help=True
@@ -30,6 +32,8 @@ def _db_option() -> Any:
 
 
 def _open(url: str | None) -> Engine:
+    from headend.db import migrate, open_database
+
     try:
         engine = open_database(url)
         migrate(engine)
@@ -39,6 +43,8 @@ def _open(url: str | None) -> Engine:
 
 
 def migrate_command(db: str | None = _db_option()) -> None:
+    from headend.db import migrate, open_database
+
     """Create or upgrade the head-end tables (Alembic); safe to run any number of times."""
     try:
         engine = open_database(db)
@@ -51,6 +57,8 @@ def migrate_command(db: str | None = _db_option()) -> None:
 
 
 def _import_with_progress(engine: Engine, file: Path) -> ImportReport:
+    from headend.archive import import_archive
+
     if not console.is_terminal:
         return import_archive(engine, file)
     columns = (
@@ -105,6 +113,8 @@ def export_archive_command(
     db: str | None = _db_option(),
 ) -> None:
     """Write every channel and meter to CSV; the file imports back unchanged."""
+    from headend.archive import export_archive
+
     engine = _open(db)
     try:
         channels, meters = export_archive(engine, file)
