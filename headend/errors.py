@@ -11,7 +11,10 @@ __all__ = [
     "DatabaseError",
     "DatabaseURLError",
     "DriverMissingError",
+    "EventError",
+    "EventFormatError",
     "HeadendError",
+    "MqttURLError",
 ]
 
 
@@ -37,3 +40,15 @@ class ArchiveFormatError(HeadendError):
     Bad *rows* are not exceptions: they are reported in an
     :class:`~headend.archive.ImportReport` and the good rows still load.
     """
+
+
+class EventError(HeadendError):
+    """Something wrong with head-end events or their MQTT bridge."""
+
+
+class EventFormatError(EventError):
+    """A message that is not a valid head-end event (bad JSON, unknown kind, bad field)."""
+
+
+class MqttURLError(EventError):
+    """An MQTT URL that cannot be used; give mqtt://HOST[:PORT][/topic-prefix]."""
