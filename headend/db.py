@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -133,22 +133,34 @@ def _alembic_config() -> Config:
     return config
 
 
+def _joined(revisions: Iterable[str]) -> str | None:
+    return ",".join(sorted(revisions)) or None
+
+
 def head_revision() -> str | None:
-    """The newest migration revision shipped with this version of the code."""
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    """The newest migration revision shipped with this version of the code.
+
+    The migrations may branch (one branch per feature, e.g. ``collection``, off the
+    initial schema); then this is every branch head, sorted and joined with ``,``.
+    """
+    return _joined(ScriptDirectory.from_config(_alembic_config()).get_heads())
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (``None`` before the first :func:`migrate`)."""
+    """The revision the database is at (``None`` before the first :func:`migrate`).
+
+    With branched migrations: every applied branch head, sorted and joined with ``,``
+    (so it equals :func:`head_revision` once the database is up to date).
+    """
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
+        return _joined(context.get_current_heads())
 
 
-def migrate(engine: Engine, revision: str = "head") -> str | None:
-    """Upgrade the schema to ``revision`` (Alembic); a no-op when already there.
+def migrate(engine: Engine, revision: str = "heads") -> str | None:
+    """Upgrade the schema to ``revision`` (Alembic; default: every branch head).
 
-    Returns the revision the database is at afterwards.
+    A no-op when already there. Returns :func:`current_revision` afterwards.
     """
     config = _alembic_config()
     try:
