@@ -1,0 +1,1 @@
+"""Alembic migrations of the prepaid schema (run by :func:`prepaid.db.migrate`)."""

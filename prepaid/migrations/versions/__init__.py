@@ -1,0 +1,1 @@
+"""Prepaid migration revisions: independent branches (``accounts``, …), oldest first."""
