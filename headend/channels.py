@@ -312,6 +312,11 @@ class ChannelPool:
         """The name of the meter's channel (raises :class:`UnknownMeterError`)."""
         return self._channel(address).name
 
+    def slots(self, channel_id: int) -> int:
+        """How many requests channel ``channel_id`` carries at once (0 if the pool lacks it)."""
+        channel = self._channels.get(channel_id)
+        return 0 if channel is None else channel.concurrency
+
     def concurrency(self, addresses: Iterable[str] | None = None) -> int:
         """Slots of the channels (of ``addresses``, or all): how much may be in flight at once."""
         if addresses is None:
