@@ -14,6 +14,11 @@ __all__ = [
     "EventError",
     "EventFormatError",
     "HeadendError",
+    "JobConflictError",
+    "JobError",
+    "JobFailure",
+    "JobNotFoundError",
+    "KeyRingError",
     "MqttURLError",
 ]
 
@@ -52,3 +57,39 @@ class EventFormatError(EventError):
 
 class MqttURLError(EventError):
     """An MQTT URL that cannot be used; give mqtt://HOST[:PORT][/topic-prefix]."""
+
+
+class JobError(HeadendError):
+    """A job cannot be queued or looked up as asked."""
+
+
+class JobConflictError(JobError):
+    """A job id (idempotency key) that is already used for a different operation."""
+
+
+class JobNotFoundError(JobError):
+    """No job has this id."""
+
+
+class JobFailure(HeadendError):
+    """One attempt at a job failed; raised by job handlers, caught by the job runner.
+
+    ``code`` is a short stable name (``"no-reply"``, ``"mac-error"``,
+    ``"relay-not-open"``…) kept with the attempt and in the failure event;
+    the message says what happened and what to do. ``retryable=False`` ends the
+    job at once (retrying cannot help, or would harm: repeated MAC errors
+    suspend a meter's ESAM). ``alarm`` names a :class:`~headend.events.MeterAlarm`
+    to raise.
+    """
+
+    def __init__(
+        self, code: str, message: str, *, retryable: bool = True, alarm: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+        self.alarm = alarm
+
+
+class KeyRingError(HeadendError):
+    """The master key of a meter cannot be found or read (see ``headend.control.KeyRing``)."""
