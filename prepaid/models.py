@@ -129,6 +129,10 @@ class AnomalyKind(enum.StrEnum):
     NO_TOU_REGISTERS = "no-tou-registers"  # TOU tariff, reading without rate registers
 
 
+#: Numeric state columns default to 0 in the database too, for bulk SQL inserts.
+_ZERO: Final[dict[str, Any]] = {"server_default": "0"}
+
+
 def _in(table: str, column: str, values: type[enum.Enum]) -> CheckConstraint:
     # Constant SQL: the allowed values come from our own enums, never from input.
     allowed = ", ".join(
@@ -274,6 +278,8 @@ class RatingState(SQLModel, table=True):
       deduction; crediting a payment adds to it in the same transaction.
     - ``reminder_fen``: the account's reminder amount (提醒金额), ``None``: the default.
     - ``avg_daily_ckwh``: recent average daily energy (jump detection, days of credit).
+    - ``last_energy_ckwh`` / ``last_amount_fen``: energy and deduction of the last
+      rating (its :class:`Charge` row is a copy of this row).
     - ``tariff_version`` and ``tier``: the version and tier of the last rating.
     - ``outcome``: the :class:`Outcome` of the last rating.
     """
@@ -288,14 +294,16 @@ class RatingState(SQLModel, table=True):
     reading_day: int | None = Field(default=None, sa_type=Integer)
     reading_ckwh: int | None = Field(default=None, sa_type=BigInteger)
     period_start: int | None = Field(default=None, sa_type=Integer)
-    period_ckwh: int = Field(default=0, sa_type=BigInteger)
-    prior_ckwh: int = Field(default=0, sa_type=BigInteger)
-    charged_fen: int = Field(default=0, sa_type=BigInteger)
-    balance_fen: int = Field(default=0, sa_type=BigInteger)
+    period_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    prior_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    charged_fen: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    balance_fen: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
     reminder_fen: int | None = Field(default=None, sa_type=BigInteger)
-    avg_daily_ckwh: int = Field(default=0, sa_type=BigInteger)
+    avg_daily_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    last_energy_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    last_amount_fen: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
     tariff_version: int | None = Field(default=None, sa_type=SmallInteger)
-    tier: int = Field(default=0, sa_type=SmallInteger)
+    tier: int = Field(default=0, sa_type=SmallInteger, sa_column_kwargs=_ZERO)
     outcome: int | None = Field(default=None, sa_type=SmallInteger)
 
 
@@ -314,14 +322,14 @@ class RatingTou(SQLModel, table=True):
             Integer, ForeignKey("prepaid_account.id"), primary_key=True, autoincrement=False
         )
     )
-    reg_sharp_ckwh: int = Field(default=0, sa_type=BigInteger)
-    reg_peak_ckwh: int = Field(default=0, sa_type=BigInteger)
-    reg_flat_ckwh: int = Field(default=0, sa_type=BigInteger)
-    reg_valley_ckwh: int = Field(default=0, sa_type=BigInteger)
-    ptd_sharp_ckwh: int = Field(default=0, sa_type=BigInteger)
-    ptd_peak_ckwh: int = Field(default=0, sa_type=BigInteger)
-    ptd_flat_ckwh: int = Field(default=0, sa_type=BigInteger)
-    ptd_valley_ckwh: int = Field(default=0, sa_type=BigInteger)
+    reg_sharp_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    reg_peak_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    reg_flat_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    reg_valley_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    ptd_sharp_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    ptd_peak_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    ptd_flat_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
+    ptd_valley_ckwh: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs=_ZERO)
 
 
 class Charge(SQLModel, table=True):
