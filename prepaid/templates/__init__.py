@@ -1,0 +1,1 @@
+"""The message templates shipped with feikong (TOML data; see :mod:`prepaid.messages`)."""
