@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 _LOOKUP_BATCH: Final = 900
 _WRITE_BATCH: Final = 500
+_BULK_BATCH: Final = 5000
 _REASON_MAX: Final = 500
 
 
@@ -399,70 +400,124 @@ class LedgerCis:
             original,
         )
 
-    # ------------------------------------------------------------------ settlement
+    # ------------------------------------------------------------------ bulk movements
 
     def settle(self, items: Sequence[SettlementItem]) -> SettlementReport:
         """Deduct charges (a ``settlement`` movement each), once per settlement id.
 
-        The balance may go below zero: the customer used more than was paid (arrears).
+        Set-based, 5000 items per transaction. The balance may go below zero: the
+        customer used more than was paid (arrears).
         """
-        report = SettlementReport()
-        for start in range(0, len(items), _WRITE_BATCH):
-            report = report + self._settle_batch(items[start : start + _WRITE_BATCH])
-        return report
+        rows = [
+            (
+                check_operation_id(item.settlement_id, what="settlement id"),
+                check_account_no(item.account_no),
+                -item.amount_fen,
+                f"charges through {item.through_day.isoformat()}",
+            )
+            for item in items
+        ]
+        applied, amount = self._bulk(MovementKind.SETTLEMENT, rows)
+        return SettlementReport(applied, len(rows) - applied, -amount)
 
-    def _settle_batch(self, items: Sequence[SettlementItem]) -> SettlementReport:
-        applied = already = total = 0
+    def open_balances(self, balances: Iterable[tuple[str, int]]) -> int:
+        """Bring accounts into the ledger with their opening balance (期初余额), once each.
+
+        ``balances`` are ``(account_no, balance_fen)`` pairs (either sign); an account's
+        opening is applied once (its id is ``opening:<account_no>``), so a repeat is a
+        no-op. Set-based; returns how many accounts were opened now.
+        """
+        rows = [
+            (f"opening:{no}", no, int(fen), "opening balance")
+            for no, fen in ((check_account_no(n), f) for n, f in balances)
+        ]
+        return self._bulk(MovementKind.OPENING, rows)[0]
+
+    def _bulk(
+        self, kind: MovementKind, rows: Sequence[tuple[str, str, int, str]]
+    ) -> tuple[int, int]:
+        """Apply ``(operation_id, account_no, signed_fen, source)`` rows; (applied, Σ fen)."""
+        applied = total = 0
+        pending = list(rows)
+        while pending:
+            # one movement per account per round, so each balance_after is exact
+            seen: set[str] = set()
+            this_round: list[tuple[str, str, int, str]] = []
+            later: list[tuple[str, str, int, str]] = []
+            for row in pending:
+                (later if row[1] in seen else this_round).append(row)
+                seen.add(row[1])
+            for start in range(0, len(this_round), _BULK_BATCH):
+                done, moved = self._bulk_batch(kind, this_round[start : start + _BULK_BATCH])
+                applied += done
+                total += moved
+            pending = later
+        return applied, total
+
+    def _bulk_batch(
+        self, kind: MovementKind, rows: Sequence[tuple[str, str, int, str]]
+    ) -> tuple[int, int]:
+        now = self.clock.now()
         try:
             with self.engine.begin() as connection:
-                now = self.clock.now()
-                for item in items:
-                    number = check_account_no(item.account_no)
-                    operation = check_operation_id(item.settlement_id, what="settlement id")
-                    connection.execute(
-                        _insert(connection, account)
-                        .values(account_no=number, balance_fen=0, updated_at=now)
-                        .on_conflict_do_nothing(index_elements=[account.c.account_no])
+                connection.execute(
+                    _insert(connection, account).on_conflict_do_nothing(
+                        index_elements=[account.c.account_no]
+                    ),
+                    [
+                        {"account_no": no, "balance_fen": 0, "updated_at": now}
+                        for _, no, _, _ in rows
+                    ],
+                )
+                inserted = connection.execute(
+                    _insert(connection, movement)
+                    .on_conflict_do_nothing(
+                        index_elements=[movement.c.kind, movement.c.operation_id]
                     )
-                    new_id = connection.execute(
-                        _insert(connection, movement)
-                        .values(
-                            account_no=number,
-                            kind=MovementKind.SETTLEMENT.value,
-                            operation_id=operation,
-                            amount_fen=-item.amount_fen,
-                            balance_after_fen=0,
-                            occurred_at=now,
-                            recorded_at=now,
-                            source=f"charges through {item.through_day.isoformat()}",
-                        )
-                        .on_conflict_do_nothing(
-                            index_elements=[movement.c.kind, movement.c.operation_id]
-                        )
-                        .returning(movement.c.id)
-                    ).scalar()
-                    if new_id is None:
-                        already += 1
-                        continue
-                    balance = connection.execute(
-                        sa.update(account)
-                        .where(account.c.account_no == number)
-                        .values(balance_fen=account.c.balance_fen - item.amount_fen, updated_at=now)
-                        .returning(account.c.balance_fen)
-                    ).scalar_one()
-                    connection.execute(
-                        sa.update(movement)
-                        .where(movement.c.id == new_id)
-                        .values(balance_after_fen=balance)
-                    )
-                    applied += 1
-                    total += item.amount_fen
+                    .returning(movement.c.id, movement.c.operation_id),
+                    [
+                        {
+                            "account_no": no,
+                            "kind": kind.value,
+                            "operation_id": op,
+                            "amount_fen": fen,
+                            "balance_after_fen": 0,
+                            "occurred_at": now,
+                            "recorded_at": now,
+                            "source": source[:128],
+                        }
+                        for op, no, fen, source in rows
+                    ],
+                ).all()
+                if not inserted:
+                    return 0, 0
+                fresh = {op for _, op in inserted}
+                moves = [(no, fen) for op, no, fen, _ in rows if op in fresh]
+                connection.execute(
+                    sa.update(account)
+                    .where(account.c.account_no == sa.bindparam("no"))
+                    .values(
+                        balance_fen=account.c.balance_fen + sa.bindparam("fen"), updated_at=now
+                    ),
+                    [{"no": no, "fen": fen} for no, fen in moves],
+                )
+                after = (
+                    sa.select(account.c.balance_fen)
+                    .where(account.c.account_no == movement.c.account_no)
+                    .scalar_subquery()
+                )
+                connection.execute(
+                    sa.update(movement)
+                    .where(movement.c.id == sa.bindparam("mid"))
+                    .values(balance_after_fen=after),
+                    [{"mid": ident} for ident, _ in inserted],
+                )
         except SQLAlchemyError as exc:
             raise LedgerError(
-                f"cannot settle {len(items)} charge(s): the ledger database failed ({exc}); "
-                "nothing of this batch was settled, run the settlement again"
+                f"cannot apply {len(rows)} {kind.value} movement(s): the ledger database failed "
+                f"({exc}); nothing of this batch was applied, run it again (ids make that safe)"
             ) from exc
-        return SettlementReport(applied, already, total)
+        return len(moves), sum(fen for _, fen in moves)
 
     # ------------------------------------------------------------------ rejections
 

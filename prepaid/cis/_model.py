@@ -38,12 +38,14 @@ class MovementKind(StrEnum):
     """What moved money on a CIS account.
 
     ``payment`` 缴费 (credit), ``refund`` 退费 (debit), ``settlement`` 电费结算 (the
-    platform's charges deducted in the CIS, a debit).
+    platform's charges deducted in the CIS, a debit), ``opening`` 期初余额 (the balance an
+    account had when it came into the ledger, either sign).
     """
 
     PAYMENT = "payment"
     REFUND = "refund"
     SETTLEMENT = "settlement"
+    OPENING = "opening"
 
 
 def parse_yuan(value: object, *, what: str = "amount") -> int:

@@ -58,11 +58,12 @@ movement = sa.Table(
     sa.Column("source", sa.String(128), nullable=False),
     sa.UniqueConstraint("kind", "operation_id", name="uq_prepaid_cis_movement_operation"),
     sa.CheckConstraint(
-        "kind IN ('payment', 'refund', 'settlement')", name="ck_prepaid_cis_movement_kind"
+        "kind IN ('payment', 'refund', 'settlement', 'opening')",
+        name="ck_prepaid_cis_movement_kind",
     ),
     sa.CheckConstraint(
         "(kind = 'payment' AND amount_fen > 0) OR (kind = 'refund' AND amount_fen < 0) "
-        "OR kind = 'settlement'",
+        "OR kind IN ('settlement', 'opening')",
         name="ck_prepaid_cis_movement_sign",
     ),
     sa.Index("ix_prepaid_cis_movement_account", "account_no", "id"),

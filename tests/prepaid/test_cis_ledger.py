@@ -278,3 +278,33 @@ def test_the_audit_finds_a_balance_that_is_not_the_sum_of_its_movements(
         connection.execute(sa.text("UPDATE prepaid_cis_account SET balance_fen = 9999"))
     (bad,) = ledger.audit()
     assert (bad.account_no, bad.balance_fen, bad.movements_fen) == ("A1", 9999, 2_500)
+
+
+def test_opening_balances_are_applied_once_per_account_in_bulk(ledger: LedgerCis) -> None:
+    assert ledger.open_balances([("A1", 5_000), ("A2", -300), ("A3", 0)]) == 3
+    assert ledger.open_balances([("A1", 5_000), ("A2", -300)]) == 0
+    assert ledger.balances(["A1", "A2", "A3"]) == {"A1": 5_000, "A2": -300, "A3": 0}
+    (opening,) = ledger.movements("A2")
+    assert (opening.kind, opening.amount_fen, opening.balance_after_fen) == (
+        MovementKind.OPENING,
+        -300,
+        -300,
+    )
+    assert ledger.audit() == []
+
+
+def test_bulk_settlement_of_many_accounts_keeps_every_balance_auditable(
+    ledger: LedgerCis,
+) -> None:
+    ledger.open_balances([(f"A{i}", 10_000) for i in range(1200)])
+    items = [SettlementItem(f"S{i}", f"A{i % 1200}", 1 + i % 7, START.date()) for i in range(2400)]
+    report = ledger.settle(items)
+    assert (report.applied, report.already) == (2400, 0)
+    assert report.amount_fen == sum(1 + i % 7 for i in range(2400))
+    assert ledger.balance("A5") == 10_000 - (1 + 5 % 7) - (1 + 1205 % 7)
+    assert [m.balance_after_fen for m in ledger.movements("A5")] == [
+        ledger.balance("A5"),
+        10_000 - (1 + 5 % 7),
+        10_000,
+    ]
+    assert ledger.audit() == []

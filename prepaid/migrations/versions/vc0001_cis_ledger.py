@@ -44,11 +44,12 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.DateTime(), nullable=False),
         sa.Column("source", sa.String(length=128), nullable=False),
         sa.CheckConstraint(
-            "kind IN ('payment', 'refund', 'settlement')", name="ck_prepaid_cis_movement_kind"
+            "kind IN ('payment', 'refund', 'settlement', 'opening')",
+            name="ck_prepaid_cis_movement_kind",
         ),
         sa.CheckConstraint(
             "(kind = 'payment' AND amount_fen > 0) OR (kind = 'refund' AND amount_fen < 0) "
-            "OR kind = 'settlement'",
+            "OR kind IN ('settlement', 'opening')",
             name="ck_prepaid_cis_movement_sign",
         ),
         sa.ForeignKeyConstraint(
