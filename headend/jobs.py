@@ -54,7 +54,15 @@ from protocol.frame import Frame, encode_frame
 
 from .channels import ChannelError, UnknownMeterError
 from .errors import JobConflictError, JobError, JobFailure, JobNotFoundError
-from .events import CommandFailed, CommandSucceeded, Event, EventBus, JobQueued, JobStarted
+from .events import (
+    CommandFailed,
+    CommandSucceeded,
+    Event,
+    EventBus,
+    JobQueued,
+    JobStarted,
+    ReadingMissing,
+)
 from .events import MeterAlarm as MeterAlarmEvent
 from .models import JobKind, JobState
 
@@ -1191,6 +1199,17 @@ class JobRunner:
         )
 
     def _publish_failure(self, job: JobRecord, now: datetime, *, expired: bool) -> None:
+        if job.kind is JobKind.READ:
+            self.bus.publish(
+                ReadingMissing(
+                    address=job.address,
+                    at=now,
+                    di=str(job.params.get("di", "")),
+                    reason=job.reason or "failed",
+                    quantity=job.params.get("what"),
+                    job_id=job.id,
+                )
+            )
         self.bus.publish(
             CommandFailed(
                 address=job.address,

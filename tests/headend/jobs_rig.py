@@ -24,6 +24,7 @@ from headend.db import migrate, open_database
 from headend.events import CommandFailed, CommandSucceeded, Event, EventBus
 from headend.jobs import Handler, JobRunner, RetryPolicy
 from headend.models import JobKind
+from headend.service import read_handler
 from meter_sim.config import MeterConfig
 from meter_sim.scenario import FleetSpec
 from protocol import Address
@@ -110,7 +111,10 @@ async def headend(
         events: list[Event] = []
         bus.on(events.append)
         if handlers is None:
-            handlers = control_handlers(keys or KeyRing(KEY), settings)
+            handlers = {
+                **control_handlers(keys or KeyRing(KEY), settings),
+                JobKind.READ: read_handler(engine),
+            }
         runner = JobRunner(
             engine,
             pool,
