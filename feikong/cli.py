@@ -50,6 +50,7 @@ def _register() -> None:
         cmd_control,
         cmd_demo,
         cmd_headend,
+        cmd_messages,
         cmd_meter_sim,
         cmd_protocol,
         cmd_tariff,
@@ -64,6 +65,7 @@ def _register() -> None:
         cmd_tariff,
         cmd_headend,
         cmd_card,
+        cmd_messages,
     ):
         module.register(app)
     cmd_bench.register(bench_app)

@@ -225,8 +225,10 @@ def _wrap(text: str, width: int) -> list[str]:
     for ch in text:
         size = 2 if ord(ch) > 0x2E7F else 1
         if used + size > width:
-            lines.append(current)
+            lines.append(current.rstrip())
             current, used = "", 0
+        if not current and ch == " ":
+            continue  # no leading space on a continuation line
         current += ch
         used += size
     if current:

@@ -260,7 +260,7 @@ class Outbox:
         message = self.get_by_episode(key)
         assert message is not None
         if status is MessageStatus.INVALID_NUMBER:
-            log.warning("message %s not sent: invalid phone %r (%s)", key, recipient.phone, error)
+            log.info("message %s not sent: invalid phone %r (%s)", key, recipient.phone, error)
         return Enqueued(message, True)
 
     # -- reading ---------------------------------------------------------------------
