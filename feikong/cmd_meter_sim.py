@@ -21,7 +21,14 @@ from rich.text import Text
 
 from meter_sim.config import MeterConfig, MeterKind
 from meter_sim.fleet import INPROC, Fleet, FleetError, parse_breakers
-from meter_sim.runner import FleetServers, Listen, SerialBus, TcpGateway, TcpPerMeter
+from meter_sim.runner import (
+    FleetServers,
+    Listen,
+    SerialBus,
+    TcpGateway,
+    TcpPerMeter,
+    listen_from_url,
+)
 from meter_sim.scenario import (
     FleetSpec,
     Scenario,
@@ -57,6 +64,15 @@ def meter_sim_command(
     serial_port: Annotated[
         str | None,
         typer.Option("--serial", metavar="DEV", help="Serve an RS-485 bus on this serial port."),
+    ] = None,
+    listen_url: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            metavar="URL",
+            help="Serve on tcp://HOST:PORT, serial://DEV?baud=&parity= or "
+            "mqtt://HOST[:PORT][/PREFIX] (topics PREFIX/ADDRESS/down and /up).",
+        ),
     ] = None,
     first_address: Annotated[
         str | None,
@@ -126,8 +142,8 @@ def meter_sim_command(
         str, typer.Option("--parity", metavar="P", help="Serial parity (N, E, O).")
     ] = "E",
 ) -> None:
-    """Simulate a fleet of DL/T 645 fee-control meters (表计群) on TCP or RS-485."""
-    listen = _listen(tcp, serial_port, per_meter_ports, baud, parity)
+    """Simulate a fleet of DL/T 645 fee-control meters (表计群) on TCP, RS-485 or MQTT."""
+    listen = _listen(tcp, serial_port, listen_url, per_meter_ports, baud, parity)
     spec, loaded = _spec(scenario, first_address, count, kind, permit_close_delay, seed, test_mode)
     try:
         configs = loaded.configs(spec) if loaded is not None else spec.configs()
@@ -195,10 +211,22 @@ def meter_sim_command(
 
 
 def _listen(
-    tcp: str | None, serial_port: str | None, per_meter_ports: bool, baud: int, parity: str
+    tcp: str | None,
+    serial_port: str | None,
+    listen_url: str | None,
+    per_meter_ports: bool,
+    baud: int,
+    parity: str,
 ) -> Listen:
-    if (tcp is None) == (serial_port is None):
-        fail("give exactly one of --tcp HOST:PORT or --serial DEV", 2)
+    if sum(given is not None for given in (tcp, serial_port, listen_url)) != 1:
+        fail("give exactly one of --tcp HOST:PORT or --serial DEV (or --listen URL)", 2)
+    if listen_url is not None:
+        if per_meter_ports:
+            fail("--per-meter-ports needs --tcp HOST:PORT (not --listen)", 2)
+        try:
+            return listen_from_url(listen_url)
+        except TransportError as exc:
+            fail(f"--listen: {escape(str(exc))}", 2)
     if tcp is not None:
         host, port = parse_host_port(tcp, "--tcp")
         return TcpPerMeter(host, port) if per_meter_ports else TcpGateway(host, port)

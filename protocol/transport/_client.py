@@ -1,10 +1,11 @@
-"""The master (主站) end of a DL/T 645 link: one request, one reply, one at a time.
+"""The master (主站) end of a DL/T 645 link: requests out, replies matched back to them.
 
 :class:`Transport` holds everything that does not depend on the medium: the
-transaction lock (RS-485 is half duplex, and one TCP link to a DTU is no better),
-the wake-up preamble, reply matching, the response and inter-byte timers, the
-quiet gap between frames and the counters. A concrete transport only opens and
-closes its link, writes bytes, and hands received bytes to
+concurrency rules (one transaction at a time on a half-duplex line, or up to
+``max_in_flight`` requests to distinct meters on a link that carries many at
+once), the wake-up preamble, reply matching, the response and inter-byte timers,
+the quiet gap between frames and the counters. A concrete transport only opens
+and closes its link, writes bytes, and hands received bytes to
 :meth:`Transport._data_received`.
 """
 
@@ -45,7 +46,8 @@ class TransportStats:
     frames_received: int = 0
     """Valid frames received, awaited or not."""
     ignored_frames: int = 0
-    """Valid frames that were not the awaited reply (echo, other meter, stray, late)."""
+    """Valid frames that were not an awaited reply (echo, other meter, stray, late):
+    counted and dropped, never given to a request."""
     checksum_errors: int = 0
     framing_errors: int = 0
     noise_bytes: int = 0
@@ -55,6 +57,8 @@ class TransportStats:
     bytes_received: int = 0
     connects: int = 0
     connection_losses: int = 0
+    in_flight: int = 0
+    """Requests awaiting their reply at the time of the snapshot."""
 
 
 @dataclass(slots=True)
@@ -70,10 +74,15 @@ class _Counters:
     connection_losses: int = 0
 
 
-@dataclass(slots=True)
 class _Waiter:
-    request: Frame
-    future: asyncio.Future[Frame]
+    """One request awaiting its reply: the future gets the reply, or ``None`` on timeout."""
+
+    __slots__ = ("future", "request", "timer")
+
+    def __init__(self, request: Frame, future: asyncio.Future[Frame | None]) -> None:
+        self.request = request
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
 
 
 def _mismatch(request: Frame, frame: Frame) -> str | None:
@@ -128,6 +137,17 @@ class Transport(ABC):
     time kept between the last byte on the line and the next request.
     ``preamble`` is the number of ``FE`` wake-up bytes sent before each frame.
 
+    ``max_in_flight`` (pipelining) is how many requests may await their replies
+    at once. With 1 (the default) the link carries one transaction at a time, as
+    a half-duplex RS-485 bus must. With N > 1 — a gateway or concentrator with many
+    meters behind one endpoint — up to N requests to *distinct* meters go out
+    without waiting; each reply is matched to its request by the meter address
+    (and :func:`is_reply_to`), so replies may come back in any order, and a late
+    or unmatched reply is counted (``ignored_frames``) and dropped, never handed to
+    another request. Requests to the same meter still wait for each other, and a
+    wildcard or abbreviated (``AA``) request, whose reply address is not known
+    in advance, has the link to itself.
+
     A subclass sets whatever its :attr:`url` needs before calling
     ``super().__init__()``, opens its link in :meth:`_connect`, feeds received
     bytes to :meth:`_data_received` and reports a link that died by itself to
@@ -141,6 +161,7 @@ class Transport(ABC):
         inter_byte_timeout: float | None = 0.5,
         inter_frame_gap: float = 0.0,
         preamble: int = 4,
+        max_in_flight: int = 1,
     ) -> None:
         if not response_timeout > 0:
             raise TransportError(f"response_timeout must be > 0 s, got {response_timeout}")
@@ -152,14 +173,29 @@ class Transport(ABC):
             raise TransportError(f"inter_frame_gap must be >= 0 s, got {inter_frame_gap}")
         if not 0 <= preamble <= 4:
             raise TransportError(f"preamble must be 0..4 FE bytes, got {preamble}")
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+            raise TransportError(f"max_in_flight must be an integer >= 1, got {max_in_flight!r}")
+        if max_in_flight < 1:
+            raise TransportError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        if max_in_flight > 1 and inter_frame_gap > 0:
+            raise TransportError(
+                "inter_frame_gap is for a half-duplex line (one transaction at a time); "
+                f"it cannot be combined with max_in_flight={max_in_flight}"
+            )
         self.response_timeout = response_timeout
         self.inter_frame_gap = inter_frame_gap
         self.preamble = preamble
-        self._lock = asyncio.Lock()
+        self.max_in_flight = max_in_flight
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._gathering = asyncio.Lock()  # one exclusive request gathers all slots at a time
+        self._open_lock = asyncio.Lock()
         self._receiver = FrameReceiver(
             self._on_frame, inter_byte_timeout=inter_byte_timeout, label=self.url
         )
-        self._waiter: _Waiter | None = None
+        self._waiters: dict[str, _Waiter] = {}
+        """Requests awaiting a reply, by meter address."""
+        self._sole: _Waiter | None = None
+        """The request that has the link to itself (any request when max_in_flight is 1)."""
         self._counters = _Counters()
         self._last_tx_end = -math.inf
         self._link_down = asyncio.Event()
@@ -188,6 +224,10 @@ class Transport(ABC):
     @abstractmethod
     async def _write(self, data: bytes) -> None:
         """Write bytes to the open link; raise :class:`TransportError` on failure."""
+
+    async def _send(self, frame: Frame, data: bytes) -> None:
+        """Write the encoded ``frame`` (a transport with a channel per meter overrides this)."""
+        await self._write(data)
 
     def _tx_duration(self, nbytes: int) -> float:
         """Seconds the line needs to carry ``nbytes`` (0 for packet links)."""
@@ -219,16 +259,16 @@ class Transport(ABC):
             bytes_received=self._receiver.counters.bytes_received,
             connects=c.connects,
             connection_losses=c.connection_losses,
+            in_flight=len(self._waiters),
         )
 
     async def open(self) -> None:
         """Open the link now (otherwise the first request opens it)."""
-        async with self._lock:
-            await self._ensure_open()
+        await self._ensure_open()
 
     async def close(self) -> None:
-        """Close the link; a request still waiting fails with :class:`TransportError`."""
-        self._fail_waiter(TransportError(f"{self.url}: transport closed while awaiting a reply"))
+        """Close the link; requests still waiting fail with :class:`TransportError`."""
+        self._fail_waiters(TransportError(f"{self.url}: transport closed while awaiting a reply"))
         await self._disconnect()
         self._receiver.reset()
         self._link_down.set()
@@ -261,6 +301,10 @@ class Transport(ABC):
         skipped. Raises :class:`ResponseTimeoutError` if no reply starts within
         ``timeout`` (default :attr:`response_timeout`) seconds, and
         :class:`TransportError` if the link cannot be opened or is lost.
+
+        Safe to call from many tasks at once: with ``max_in_flight`` 1 the
+        requests go out one after the other; otherwise up to ``max_in_flight``
+        requests to distinct meters are outstanding together.
         """
         if frame.address.is_broadcast:
             raise TransportError(
@@ -275,47 +319,67 @@ class Transport(ABC):
         if not wait > 0:
             raise TransportError(f"timeout must be > 0 s, got {wait}")
         data = encode_frame(frame, self.preamble)
-        async with self._lock:
+        address = frame.address
+        exclusive = self.max_in_flight == 1 or "A" in address
+        loop = asyncio.get_running_loop()
+        if exclusive:
+            await self._acquire_all()
+        else:
+            await self._acquire_one(address)
+        waiter = _Waiter(frame, loop.create_future())
+        self._waiters[address] = waiter
+        if exclusive:
+            self._sole = waiter
+        try:
             await self._ensure_open()
-            await self._keep_gap()
-            loop = asyncio.get_running_loop()
-            waiter = _Waiter(frame, loop.create_future())
-            self._waiter = waiter
-            try:
-                self._log_bytes("TX", data)
-                await self._write(data)
-                self._counters.requests += 1
-                self._counters.bytes_sent += len(data)
-                self._last_tx_end = loop.time() + self._tx_duration(len(data))
-                reply = await self._await_reply(waiter.future, self._last_tx_end + wait)
-            finally:
-                self._waiter = None
-                if not waiter.future.done():
-                    waiter.future.cancel()
-                elif not waiter.future.cancelled():
-                    waiter.future.exception()  # retrieved: the write error is what we raise
-            if reply is None:
-                self._counters.timeouts += 1
+            if exclusive:
+                await self._keep_gap()
+            self._log_bytes("TX", data)
+            await self._send(frame, data)
+            self._counters.requests += 1
+            self._counters.bytes_sent += len(data)
+            self._last_tx_end = tx_end = loop.time() + self._tx_duration(len(data))
+            if not waiter.future.done():
+                waiter.timer = loop.call_at(tx_end + wait, self._expire, waiter, tx_end + wait)
+            reply = await waiter.future
+        finally:
+            self._forget(waiter)
+            future = waiter.future
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # retrieved: the write error is what we raise
+            self._release(exclusive)
+        if reply is None:
+            self._counters.timeouts += 1
+            if exclusive:
                 self._receiver.reset()
-                logger.debug("%s: no reply from %s within %g s", self.url, frame.address, wait)
-                raise ResponseTimeoutError(
-                    f"no reply from meter {frame.address} within {wait:g} s "
-                    f"(request {frame.describe_control()} on {self.url})"
-                )
-            self._counters.replies += 1
-            return reply
+            logger.debug("%s: no reply from %s within %g s", self.url, address, wait)
+            raise ResponseTimeoutError(
+                f"no reply from meter {address} within {wait:g} s "
+                f"(request {frame.describe_control()} on {self.url})"
+            )
+        self._counters.replies += 1
+        return reply
 
     async def send(self, frame: Frame) -> None:
         """Send ``frame`` and expect no reply (e.g. a broadcast 08H time sync)."""
         data = encode_frame(frame, self.preamble)
-        async with self._lock:
+        half_duplex = self.max_in_flight == 1
+        if half_duplex:
+            await self._slots.acquire()
+        try:
             await self._ensure_open()
-            await self._keep_gap()
+            if half_duplex:
+                await self._keep_gap()
             self._log_bytes("TX", data)
-            await self._write(data)
+            await self._send(frame, data)
             self._counters.sent += 1
             self._counters.bytes_sent += len(data)
             self._last_tx_end = asyncio.get_running_loop().time() + self._tx_duration(len(data))
+        finally:
+            if half_duplex:
+                self._slots.release()
 
     # -- for concrete transports ------------------------------------------------------
 
@@ -329,9 +393,39 @@ class Transport(ABC):
         self._counters.connection_losses += 1
         why = f": {exc}" if exc else ""
         logger.info("%s: connection lost%s", self.url, why)
-        self._fail_waiter(TransportError(f"connection to {self.url} lost{why}"))
+        self._fail_waiters(TransportError(f"connection to {self.url} lost{why}"))
         self._receiver.reset()
         self._link_down.set()
+
+    def _on_frame(self, frame: Frame) -> None:
+        """A frame arrived: give it to the request awaiting it (or count it ignored)."""
+        self._route(frame, frame.address)
+
+    def _route(self, frame: Frame, key: str) -> None:
+        """Match ``frame`` against the request to meter ``key`` (or the sole request)."""
+        self._counters.frames_received += 1
+        waiter = self._waiters.get(key)
+        if waiter is None or waiter.future.done():
+            waiter = self._sole
+            if waiter is None or waiter.future.done():
+                self._ignore(frame, "no request awaits it")
+                return
+        reason = _mismatch(waiter.request, frame)
+        if reason is not None:
+            self._ignore(frame, reason)
+            return
+        self._settle(waiter, frame)
+
+    def _ignore(self, frame: Frame, reason: str) -> None:
+        self._counters.ignored_frames += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s: ignored %s from %s: %s",
+                self.url,
+                frame.describe_control(),
+                frame.address,
+                reason,
+            )
 
     # -- internals ------------------------------------------------------------------------
 
@@ -339,14 +433,49 @@ class Transport(ABC):
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: %s %s", self.url, direction, data.hex(" ").upper())
 
+    async def _acquire_one(self, address: str) -> None:
+        """A slot for a request to ``address``, once no other request to it is out."""
+        while True:
+            busy = self._waiters.get(address)
+            if busy is not None:
+                await asyncio.wait((busy.future,))
+                continue
+            await self._slots.acquire()
+            if address not in self._waiters:
+                return
+            self._slots.release()  # another request to this meter got in first
+
+    async def _acquire_all(self) -> None:
+        """Every slot: the request has the link to itself."""
+        if self.max_in_flight == 1:
+            await self._slots.acquire()
+            return
+        held = 0
+        try:
+            async with self._gathering:
+                while held < self.max_in_flight:
+                    await self._slots.acquire()
+                    held += 1
+        except BaseException:
+            for _ in range(held):
+                self._slots.release()
+            raise
+
+    def _release(self, exclusive: bool) -> None:
+        for _ in range(self.max_in_flight if exclusive else 1):
+            self._slots.release()
+
     async def _ensure_open(self) -> None:
         if self.is_open:
             return
-        await self._connect()
-        self._counters.connects += 1
-        self._receiver.reset()
-        self._link_down.clear()
-        logger.debug("%s: connected", self.url)
+        async with self._open_lock:
+            if self.is_open:
+                return
+            await self._connect()
+            self._counters.connects += 1
+            self._receiver.reset()
+            self._link_down.clear()
+            logger.debug("%s: connected", self.url)
 
     async def _keep_gap(self) -> None:
         if self.inter_frame_gap <= 0:
@@ -357,52 +486,45 @@ class Transport(ABC):
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def _await_reply(self, future: asyncio.Future[Frame], deadline: float) -> Frame | None:
-        """The reply, or ``None`` once the deadline passed with no frame arriving."""
-        loop = asyncio.get_running_loop()
+    def _expire(self, waiter: _Waiter, deadline: float) -> None:
+        """The response timer ran out: time the request out, unless a frame is arriving."""
+        waiter.timer = None
+        if waiter.future.done():
+            return
         inter_byte = self._receiver.inter_byte_timeout
-        # A frame that has started by the deadline may finish after it, within reason.
-        hard_deadline = deadline
-        if inter_byte is not None:
-            hard_deadline += self._tx_duration(MAX_FRAME) + 2 * inter_byte
-        while True:
+        if inter_byte is not None and self._receiver.pending and self._sole is waiter:
+            # On a line with one transaction at a time, a frame that has started by the
+            # deadline is likely the reply: it may finish after it, within reason.
+            hard_deadline = deadline + self._tx_duration(MAX_FRAME) + 2 * inter_byte
+            loop = asyncio.get_running_loop()
             now = loop.time()
-            if now < deadline:
-                wait = deadline - now
-            elif inter_byte is not None and self._receiver.pending and now < hard_deadline:
-                wait = min(inter_byte, hard_deadline - now)
-            else:
-                return None
-            await asyncio.wait((future,), timeout=wait)
-            if future.done():
-                return future.result()
+            if now < hard_deadline:
+                waiter.timer = loop.call_at(
+                    min(now + inter_byte, hard_deadline), self._expire, waiter, deadline
+                )
+                return
+        self._settle(waiter, None)
 
-    def _on_frame(self, frame: Frame) -> None:
-        self._counters.frames_received += 1
-        waiter = self._waiter
-        if waiter is None or waiter.future.done():
-            self._counters.ignored_frames += 1
-            logger.debug(
-                "%s: ignored %s from %s: no request awaits it",
-                self.url,
-                frame.describe_control(),
-                frame.address,
-            )
-            return
-        reason = _mismatch(waiter.request, frame)
-        if reason is not None:
-            self._counters.ignored_frames += 1
-            logger.debug(
-                "%s: ignored %s from %s: %s",
-                self.url,
-                frame.describe_control(),
-                frame.address,
-                reason,
-            )
-            return
-        waiter.future.set_result(frame)
+    def _settle(self, waiter: _Waiter, reply: Frame | None) -> None:
+        """Complete a request (reply, or ``None`` for a timeout); its meter is free again."""
+        self._forget(waiter)
+        waiter.future.set_result(reply)
 
-    def _fail_waiter(self, exc: TransportError) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.future.done():
-            waiter.future.set_exception(exc)
+    def _forget(self, waiter: _Waiter) -> None:
+        address = waiter.request.address
+        if self._waiters.get(address) is waiter:
+            del self._waiters[address]
+        if self._sole is waiter:
+            self._sole = None
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+            waiter.timer = None
+
+    def _fail_waiters(self, exc: TransportError) -> None:
+        waiters = list(self._waiters.values())
+        if self._sole is not None and self._sole not in waiters:
+            waiters.append(self._sole)
+        for waiter in waiters:
+            self._forget(waiter)
+            if not waiter.future.done():
+                waiter.future.set_exception(exc)

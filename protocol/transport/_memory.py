@@ -95,7 +95,7 @@ class MemoryTransport(Transport):
     """A client connected in memory to the :class:`MemoryFrameServer` named ``name``.
 
     ``manipulator`` rewrites what this client writes (see the module doc); the
-    other options are those of :class:`Transport`.
+    other options (``max_in_flight`` included) are those of :class:`Transport`.
     """
 
     def __init__(
@@ -107,6 +107,7 @@ class MemoryTransport(Transport):
         inter_byte_timeout: float | None = 0.5,
         inter_frame_gap: float = 0.0,
         preamble: int = 4,
+        max_in_flight: int = 1,
     ) -> None:
         if not name:
             raise TransportError("an in-memory transport needs a server name (mem://NAME)")
@@ -118,6 +119,7 @@ class MemoryTransport(Transport):
             inter_byte_timeout=inter_byte_timeout,
             inter_frame_gap=inter_frame_gap,
             preamble=preamble,
+            max_in_flight=max_in_flight,
         )
 
     @property
@@ -227,7 +229,7 @@ class MemoryFrameServer(FrameServer):
         return self.is_serving and self._loop is not None and not self._loop.is_closed()
 
     def _accept(self, end: _MemoryEnd) -> None:
-        async def write(data: bytes) -> None:
+        def write(data: bytes) -> None:
             end.send(_manipulate(self.manipulator, data))
 
         session = self._open_session(f"{self.url} link {next(self._link_ids)}", write)

@@ -208,12 +208,7 @@ class SerialFrameServer(FrameServer):
         if self._task is not None:
             return
         reader, writer = await _open_serial(self.port, self.settings)
-
-        async def write(data: bytes) -> None:
-            writer.write(data)
-            await writer.drain()
-
-        session = self._open_session(self.url, write)
+        session = self._open_session(self.url, writer.write)
         self._task = asyncio.create_task(self._serve(reader, writer, session))
         self._mark_serving(True)
         logger.info("%s: serving at %s", self.port, self.settings)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self, TypeAlias
 
-from ..errors import FrameError, TransportError
+from ..address import Address
+from ..errors import ProtocolError, TransportError
 from ..frame import Frame, encode_frame
 from ..parser import ParserStats
 from ._receiver import FrameReceiver, LinkCounters
@@ -37,7 +38,8 @@ FrameHandler: TypeAlias = Callable[[Frame], Awaitable[Frame | bytes | None]]
 ReplyDelay: TypeAlias = float | Callable[[Frame], Awaitable[None]]
 """Seconds to wait before each reply, or an async hook awaited with the request."""
 
-Writer: TypeAlias = Callable[[bytes], Awaitable[None]]
+Writer: TypeAlias = Callable[[bytes], None]
+"""Write bytes to one connection now (no waiting; flow control is the connection's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,8 @@ class ServerStats:
     silent: int = 0
     """Requests the handler chose not to answer."""
     ignored_frames: int = 0
-    """Frames with D7 set (other meters' replies, our own echo): never handled."""
+    """Frames never handled: D7 set (other meters' replies, our own echo), or (MQTT)
+    a frame on another meter's topic."""
     handler_errors: int = 0
     """Handler exceptions and unusable replies (each logged; no reply sent)."""
     checksum_errors: int = 0
@@ -58,7 +61,8 @@ class ServerStats:
     partial_frames_dropped: int = 0
     bytes_received: int = 0
     connections: int = 0
-    """Connections accepted since start (1 per opening for a serial port)."""
+    """Connections accepted since start (1 per opening for a serial port, 1 per
+    broker connection for MQTT)."""
     active_connections: int = 0
 
 
@@ -79,7 +83,8 @@ class FrameServer(ABC):
     reply. ``reply_delay`` simulates the meter's answer latency: a number of
     seconds, or an async hook awaited with each request before its reply is
     written. ``inter_byte_timeout`` drops a request frame whose bytes stall.
-    Each connection handles its frames one after the other, in order.
+    Frames are handled as they arrive, each in its own task, so a slow meter
+    delays only its own reply; replies ready together leave in one write.
     """
 
     def __init__(
@@ -142,7 +147,7 @@ class FrameServer(ABC):
             partial_frames_dropped=self._link_counters.partial_frames_dropped,
             bytes_received=self._link_counters.bytes_received,
             connections=c.connections,
-            active_connections=len(self._sessions),
+            active_connections=self._active_connections(),
         )
 
     async def serve_forever(self) -> None:
@@ -187,18 +192,28 @@ class FrameServer(ABC):
         sessions = list(self._sessions)
         await asyncio.gather(*(s.close() for s in sessions))
 
-    async def _answer(self, frame: Frame, write: Writer, label: str) -> None:
+    def _active_connections(self) -> int:
+        return len(self._sessions)
+
+    async def _reply(self, frame: Frame, label: str) -> tuple[bytes, Address | None] | None:
+        """The bytes answering ``frame`` (and the reply's address), or ``None`` for silence.
+
+        Counts and logs what happened; the caller writes the bytes and counts
+        ``replies_sent``. The address is ``None`` for raw bytes from the handler.
+        """
         c = self._counters
         c.frames_received += 1
+        debug = logger.isEnabledFor(logging.DEBUG)
         if frame.is_reply:
             c.ignored_frames += 1
-            logger.debug(
-                "%s: ignored %s from %s (D7 set: a reply, not a request)",
-                label,
-                frame.describe_control(),
-                frame.address,
-            )
-            return
+            if debug:
+                logger.debug(
+                    "%s: ignored %s from %s (D7 set: a reply, not a request)",
+                    label,
+                    frame.describe_control(),
+                    frame.address,
+                )
+            return None
         try:
             reply = await self.handler(frame)
         except Exception:
@@ -209,21 +224,23 @@ class FrameServer(ABC):
                 frame.describe_control(),
                 frame.address,
             )
-            return
+            return None
         if reply is None:
             c.silent += 1
-            logger.debug(
-                "%s: no reply to %s for %s", label, frame.describe_control(), frame.address
-            )
-            return
+            if debug:
+                logger.debug(
+                    "%s: no reply to %s for %s", label, frame.describe_control(), frame.address
+                )
+            return None
+        address: Address | None
         if isinstance(reply, bytes):
             data = reply
-            described = f"{len(reply)} raw bytes"
+            address = None
         else:
             try:
                 data = encode_frame(reply, self.reply_preamble)
-                described = reply.describe_control()
-            except (FrameError, AttributeError, TypeError, ValueError) as exc:
+                address = reply.address
+            except (ProtocolError, AttributeError, TypeError, ValueError) as exc:
                 c.handler_errors += 1
                 logger.error(
                     "%s: the frame handler returned %r for %s, which cannot be sent: %s",
@@ -232,43 +249,49 @@ class FrameServer(ABC):
                     frame.address,
                     exc,
                 )
-                return
+                return None
         delay = self.reply_delay
         if callable(delay):
             await delay(frame)
         elif delay > 0:
             await asyncio.sleep(delay)
-        try:
-            await write(data)
-        except (OSError, RuntimeError, TransportError) as exc:
-            logger.info("%s: could not write the reply to %s: %s", label, frame.address, exc)
-            return
-        c.replies_sent += 1
-        logger.debug(
-            "%s: answered %s for %s with %s",
-            label,
-            frame.describe_control(),
-            frame.address,
-            described,
-        )
+        if debug:
+            described = (
+                reply.describe_control() if isinstance(reply, Frame) else f"{len(data)} raw bytes"
+            )
+            logger.debug(
+                "%s: answering %s for %s with %s",
+                label,
+                frame.describe_control(),
+                frame.address,
+                described,
+            )
+        return data, address
 
 
 class FrameSession:
-    """One connection of a server: received bytes in, handled frames, replies out."""
+    """One connection of a server: received bytes in, handled frames, replies out.
+
+    Every frame of a received chunk is handled at once, each in a task of its
+    own, so a meter that is slow to answer holds up no other (replies may leave
+    in another order than the requests came). The replies that are ready in the
+    same turn of the event loop leave in one write.
+    """
 
     def __init__(self, server: FrameServer, label: str, write: Writer) -> None:
         self.server = server
         self.label = label
         self._write = write
-        self._queue: asyncio.Queue[Frame] = asyncio.Queue()
         self._receiver = FrameReceiver(
-            self._queue.put_nowait,
+            self._on_frame,
             inter_byte_timeout=server.inter_byte_timeout,
             label=label,
             parser_stats=server._parser_stats,
             counters=server._link_counters,
         )
-        self._worker = asyncio.create_task(self._work(), name=f"{label} handler")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._out: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
         self._closed = False
 
     def feed(self, data: bytes) -> None:
@@ -281,12 +304,38 @@ class FrameSession:
             return
         self._closed = True
         self._receiver.reset()
-        self._worker.cancel()
-        await asyncio.wait((self._worker,))
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         self.server._sessions.discard(self)
         logger.debug("%s: connection closed", self.label)
 
-    async def _work(self) -> None:
-        while True:
-            frame = await self._queue.get()
-            await self.server._answer(frame, self._write, self.label)
+    def _on_frame(self, frame: Frame) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(frame))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, frame: Frame) -> None:
+        answer = await self.server._reply(frame, self.label)
+        if answer is None or self._closed:
+            return
+        self._out.append(answer[0])
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        out, self._out = self._out, []
+        if not out or self._closed:
+            return
+        try:
+            self._write(out[0] if len(out) == 1 else b"".join(out))
+        except (OSError, RuntimeError, TransportError) as exc:
+            logger.info("%s: could not write %d replies: %s", self.label, len(out), exc)
+            return
+        self.server._counters.replies_sent += len(out)

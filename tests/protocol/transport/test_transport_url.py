@@ -11,6 +11,8 @@ from protocol.transport import (
     URL_FORMS,
     MemoryFrameServer,
     MemoryTransport,
+    MqttFrameServer,
+    MqttTransport,
     SerialFrameServer,
     SerialSettings,
     SerialTransport,
@@ -65,6 +67,30 @@ def test_serial_url_with_a_windows_port_and_inter_byte_off() -> None:
     assert link.settings.stopbits == 2
 
 
+def test_tcp_url_with_pipelining() -> None:
+    link = open_transport("tcp://10.0.0.5:8899?pipeline=64")
+    assert isinstance(link, TcpTransport)
+    assert link.max_in_flight == 64
+    assert open_transport("tcp://10.0.0.5:8899").max_in_flight == 1  # one at a time by default
+
+
+def test_mqtt_url_path_is_the_topic_prefix() -> None:
+    link = open_transport("mqtt://broker.lan/site-7/meters?timeout=5&pipeline=16")
+    assert isinstance(link, MqttTransport)
+    assert (link.host, link.port, link.prefix) == ("broker.lan", 1883, "site-7/meters")
+    assert (link.response_timeout, link.max_in_flight, link.preamble) == (5, 16, 0)
+    assert link.url == "mqtt://broker.lan:1883/site-7/meters"
+
+
+def test_mqtt_url_defaults_and_credentials_stay_out_of_the_url() -> None:
+    link = open_transport("mqtt://meter%40ops:s3cr%2Ft@10.0.0.9:8883")
+    assert isinstance(link, MqttTransport)
+    assert (link.port, link.prefix) == (8883, "feikong/meters")
+    assert link._broker.username == "meter@ops"
+    assert link._broker.password == "s3cr/t"
+    assert "s3cr" not in link.url and "ops" not in link.url and "s3cr" not in repr(link)
+
+
 def test_mem_url() -> None:
     link = open_transport("mem://bench-1?timeout=0.5")
     assert isinstance(link, MemoryTransport)
@@ -83,7 +109,6 @@ def test_keyword_overrides_win_over_the_query() -> None:
     ("url", "message"),
     [
         ("ftp://host/file", "unknown transport scheme 'ftp'"),
-        ("mqtt://broker/feikong/meters", "unknown transport scheme 'mqtt'"),
         ("/dev/ttyUSB0", "not a transport URL"),
         ("", "not a transport URL"),
         ("tcp://host", "needs a host and a port"),
@@ -101,6 +126,15 @@ def test_keyword_overrides_win_over_the_query() -> None:
         ("mem://", "mem://NAME"),
         ("mem://name/sub", "mem://NAME"),
         ("tcp://host:80?timeout=0", "response_timeout must be > 0"),
+        ("tcp://host:80?pipeline=0", "max_in_flight must be >= 1"),
+        ("tcp://host:80?pipeline=8&gap=0.1", "inter_frame_gap is for a half-duplex line"),
+        ("serial:///dev/ttyUSB0?pipeline=8", "a serial line is half duplex"),
+        ("mqtt://", "names no broker host"),
+        ("mqtt://broker:0/x", "port 0 is not a broker port"),
+        ("mqtt://broker/a/+/b", r"must not contain the wildcards \+ or #"),
+        ("mqtt://broker/a//b", "must not start or end with / nor have empty levels"),
+        ("mqtt://broker?baud=2400", "unknown parameter 'baud'"),
+        ("mqtt://broker?keepalive=1", "keepalive must be 5..65535 s"),
     ],
 )
 def test_bad_urls_are_explained(url: str, message: str) -> None:
@@ -110,7 +144,7 @@ def test_bad_urls_are_explained(url: str, message: str) -> None:
 
 def test_unknown_scheme_lists_the_accepted_forms() -> None:
     with pytest.raises(TransportError) as caught:
-        open_transport("mqtt://broker/feikong/meters")
+        open_transport("amqp://broker/feikong/meters")
     for form in URL_FORMS:
         assert form in str(caught.value)
     assert "not supported yet" not in str(caught.value)
@@ -128,6 +162,12 @@ def test_frame_server_urls() -> None:
     bus = open_frame_server("serial:///dev/ttyUSB1?baud=1200", silent)
     assert isinstance(bus, SerialFrameServer)
     assert bus.settings == SerialSettings(1200, "E", 8, 1)
+    broker = open_frame_server("mqtt://10.0.0.9/site-7/meters?reply_delay=0.1", silent)
+    assert isinstance(broker, MqttFrameServer)
+    assert (broker.host, broker.port, broker.prefix) == ("10.0.0.9", 1883, "site-7/meters")
+    assert (broker.reply_delay, broker.reply_preamble) == (0.1, 0)
+    with pytest.raises(TransportError, match="unknown parameter 'pipeline'"):
+        open_frame_server("mqtt://10.0.0.9?pipeline=4", silent)
     mem = open_frame_server("mem://bench", silent)
     assert isinstance(mem, MemoryFrameServer)
     assert mem.url == "mem://bench"
