@@ -583,8 +583,10 @@ class _Bridge:
         self.connected = asyncio.Event()
         """Set while connected to the broker (and, for a subscriber, subscribed)."""
         self.connects = 0
+        self.disconnects = 0
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._down = asyncio.Event()
 
     async def _session(self, client: Any) -> None:
         raise NotImplementedError
@@ -607,6 +609,8 @@ class _Bridge:
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 self.last_error = str(exc)
+                self.disconnects += 1
+                self._down.set()
                 log.warning(
                     "MQTT %s %s:%d: %s; reconnecting in %.1f s",
                     self.role,
@@ -629,6 +633,11 @@ class _Bridge:
                 f"the MQTT {self.role} did not reach {self.settings.host}:{self.settings.port} "
                 f"within {timeout:.0f} s (last error: {self.last_error}); is the broker running?"
             ) from None
+
+    async def wait_disconnected(self, timeout: float = 10.0) -> None:
+        """Wait (real time) until the bridge has lost (or failed to make) a connection."""
+        await asyncio.wait_for(self._down.wait(), timeout)
+        self._down.clear()
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None:
@@ -678,14 +687,29 @@ class MqttEventPublisher(_Bridge):
             self._sub = self.bus.subscribe(include_remote=False)
 
     async def _session(self, client: Any) -> None:
-        assert self._sub is not None
         self.connected.set()
+        # aiomqtt notices a lost connection in its message iterator: watch it while
+        # sending, so the bridge reconnects at once instead of at the next publish.
+        sender = asyncio.create_task(self._send(client))
+        watchdog = asyncio.create_task(_watch(client))
+        try:
+            done, _ = await asyncio.wait({sender, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in (sender, watchdog):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _send(self, client: Any) -> None:
+        assert self._sub is not None
         while True:
             if self._pending is None:
                 self._pending = await self._sub.get()
             event = self._pending
             await client.publish(self.settings.topic(event.kind), event.to_json(), qos=1)
-            self._pending = None
+            self._pending = None  # an event cut off by a disconnect is sent again (QoS 1)
             self.sent += 1
 
     async def drain(self, timeout: float = 10.0) -> None:
@@ -702,6 +726,15 @@ class MqttEventPublisher(_Bridge):
         if self._sub is not None:
             self._sub.close()
             self._sub = None
+
+
+async def _watch(client: Any) -> None:
+    """Return only by raising MqttError when the client's connection is lost."""
+    import aiomqtt
+
+    async for _ in client.messages:
+        pass
+    raise aiomqtt.MqttError("the connection to the broker ended")
 
 
 class MqttEventSubscriber(_Bridge):

@@ -17,6 +17,8 @@ from headend.events import (
     EventBus,
     JobQueued,
     MeterAlarm,
+    MqttEventPublisher,
+    MqttEventSubscriber,
     MqttSettings,
     ReadingCollected,
     ReadingMissing,
@@ -193,3 +195,78 @@ def test_mqtt_urls() -> None:
     for bad in ("tcp://127.0.0.1:1883", "mqtt://", "mqtt://h:port", "mqtt://h/a/#"):
         with pytest.raises(MqttURLError, match="mqtt://"):
             MqttSettings.from_url(bad)
+
+
+# --------------------------------------------------------------------------- MQTT bridge
+
+
+async def test_events_cross_processes_over_a_real_broker(mosquitto: Any, mqtt_prefix: str) -> None:
+    """Head-end bus → MQTT → another bus: the same events come out, remote-marked."""
+    url = f"{mosquitto.url}/{mqtt_prefix}/events"
+    headend_bus, prepaid_bus = EventBus(), EventBus()
+    received = prepaid_bus.subscribe()
+    local_only = prepaid_bus.subscribe(include_remote=False)
+    async with (
+        MqttEventSubscriber(prepaid_bus, url) as subscriber,
+        MqttEventPublisher(headend_bus, url) as publisher,
+    ):
+        await subscriber.wait_connected()
+        await publisher.wait_connected()
+        for event in samples():
+            headend_bus.publish(event)
+        got = [await asyncio.wait_for(received.get(), 5) for _ in samples()]
+        await publisher.drain()
+    assert got == samples()
+    assert publisher.sent == len(samples()) and subscriber.received == len(samples())
+    assert local_only.get_nowait() is None  # they arrived from MQTT: remote
+
+
+async def test_the_topic_is_the_event_kind_and_bad_messages_are_counted(
+    mosquitto: Any, mqtt_prefix: str
+) -> None:
+    import aiomqtt
+
+    prefix = f"{mqtt_prefix}/events"
+    bus = EventBus()
+    sub = bus.subscribe()
+    async with (
+        MqttEventSubscriber(bus, f"{mosquitto.url}/{prefix}") as subscriber,
+        aiomqtt.Client(mosquitto.host, mosquitto.port) as raw,
+    ):
+        await subscriber.wait_connected()
+        await raw.subscribe(f"{prefix}/#")
+        await raw.publish(f"{prefix}/command-failed", b"{not json", qos=1)
+        await raw.publish(f"{prefix}/meter-alarm", samples()[4].to_json(), qos=1)
+        event = await asyncio.wait_for(sub.get(), 5)
+        assert event == samples()[4]
+        assert subscriber.rejected == 1
+        # the publisher side puts each kind on its own topic
+        async with MqttEventPublisher(EventBus(), f"{mosquitto.url}/{prefix}") as publisher:
+            await publisher.wait_connected()
+            publisher.bus.publish(samples()[2])
+            async for message in raw.messages:
+                if message.topic.value == f"{prefix}/command-succeeded":
+                    assert event_from_json(bytes(message.payload)) == samples()[2]  # type: ignore[arg-type]
+                    break
+
+
+async def test_the_publisher_reconnects_and_sends_what_waited(
+    private_mosquitto: Any, mqtt_prefix: str
+) -> None:
+    from protocol import SteppedClock
+
+    url = f"{private_mosquitto.url}/{mqtt_prefix}"
+    bus = EventBus()
+    clock = SteppedClock()
+    async with MqttEventPublisher(bus, url, clock=clock) as publisher:
+        await publisher.wait_connected()
+        private_mosquitto.stop()
+        bus.publish(samples()[0])  # the broker is down: the event waits
+        await publisher.wait_disconnected()
+        assert publisher.sent == 0 and not publisher.connected.is_set()
+        assert clock.pending == 1  # it waits for the backoff on the clock
+        private_mosquitto.start()
+        await clock.advance(1)  # the backoff is on the clock
+        await publisher.wait_connected()
+        await publisher.drain()
+        assert publisher.sent == 1 and publisher.connects == 2
