@@ -17,6 +17,7 @@ any transaction and records every try and the final status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -475,6 +476,31 @@ class Outbox:
         with self.engine.begin() as connection:
             connection.execute(update(_M).where(_M.c.id == message.id).values(**values))
             connection.execute(insert(_A), rows)
+
+    async def run(
+        self,
+        gateway: SmsGateway,
+        *,
+        every_s: float = 60.0,
+        retry_failed: bool = True,
+        on_report: Callable[[DispatchReport], None] | None = None,
+    ) -> None:
+        """Dispatch every ``every_s`` seconds of the outbox's clock until cancelled.
+
+        Each run happens in a worker thread (a gateway may block on HTTP), so the
+        event loop keeps going; ``on_report`` gets every run's report.
+        """
+        if every_s <= 0:
+            raise OutboxError(f"the dispatch interval must be > 0 seconds, got {every_s}")
+        while True:
+            try:
+                report = await asyncio.to_thread(self.dispatch, gateway, retry_failed=retry_failed)
+            except (OutboxError, SQLAlchemyError) as exc:  # the database is away: try later
+                log.error("SMS dispatch via %s failed: %s", gateway.name, exc)
+            else:
+                if on_report is not None:
+                    on_report(report)
+            await self.clock.sleep(every_s)
 
     def record_receipt(
         self, message_id: int, delivered: bool, *, error: str | None = None

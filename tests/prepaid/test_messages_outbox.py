@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -270,3 +271,25 @@ def test_delivery_receipts(outbox: Outbox, engine: Engine) -> None:
     assert outbox.record_receipt(1, True).status is MessageStatus.DELIVERED  # repeated receipt
     with pytest.raises(OutboxError, match="no message 99"):
         outbox.record_receipt(99, True)
+
+
+async def test_periodic_dispatch_runs_on_the_clock(
+    outbox: Outbox, clock: SteppedClock, tmp_path: Path
+) -> None:
+    reports: asyncio.Queue[int] = asyncio.Queue()
+    sink = tmp_path / "sms.jsonl"
+    task = asyncio.create_task(
+        outbox.run(FileSink(sink), every_s=60, on_report=lambda r: reports.put_nowait(r.total))
+    )
+    try:
+        assert await asyncio.wait_for(reports.get(), 5) == 0  # the first run: nothing queued
+        outbox.enqueue(ZHANG, "dunning", DUNNING, episode="e1")
+        await clock.advance(59)
+        assert reports.empty()  # not yet a minute
+        await clock.advance(1)
+        assert await asyncio.wait_for(reports.get(), 5) == 1
+        assert len(sink.read_text(encoding="utf-8").splitlines()) == 1
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
