@@ -203,15 +203,16 @@ def render_html(batch: NoticeBatch, page: PageSize = PageSize.A5) -> str:
             for label, value in [*who, *notice.details]
         )
         issued = format_date(batch.issued_at, notice.lang)
-        footer = f"{e(w['issuer'])}：{e(batch.issuer)}<br>" if batch.issuer else ""
+        colon = "：" if notice.lang is Lang.ZH else ": "
+        footer = f"{e(w['issuer'])}{colon}{e(batch.issuer)}<br>" if batch.issuer else ""
         parts += [
             f'<section class="notice" data-customer="{e(notice.customer_no)}">',
-            f"<header><span>{e(w['batch'])}：{e(batch.batch_no)}</span>"
+            f"<header><span>{e(w['batch'])}{colon}{e(batch.batch_no)}</span>"
             f"<span>{e(w['copy'].format(i=i, n=total))}</span></header>",
             f"<h1>{e(notice.title)}</h1>",
             f'<p class="body">{e(notice.body)}</p>',
             f"<table>{rows}</table>",
-            f"<footer>{footer}{e(w['date'])}：{e(issued)}</footer>",
+            f"<footer>{footer}{e(w['date'])}{colon}{e(issued)}</footer>",
             "</section>",
         ]
     parts += ["</body>", "</html>", ""]

@@ -109,6 +109,7 @@ def test_text_is_escaped_in_html() -> None:
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "A &amp; B" in html and "<b>hi</b>" not in html
     assert "Account no." in html and "notice 1 of 1" in html
+    assert "Batch: B1" in html and "Date: 2026-03-08" in html  # English punctuation
 
 
 def test_bad_batches_are_refused(tmp_path: Path) -> None:
