@@ -54,6 +54,7 @@ __all__ = [
     "realtime_balance",
     "realtime_balances",
     "settle_charges",
+    "settled_floor",
     "sync_balances",
 ]
 
@@ -283,6 +284,15 @@ def _lowest_through(connection: Connection, selected: bool) -> int:
     if low is None or int(marked) < accounts:
         return NEVER
     return int(low)
+
+
+def settled_floor(connection: Connection) -> int:
+    """The lowest settled-through day over all accounts (−1 if one never settled).
+
+    Every account's unsettled charges are on later days, so a scan of the unsettled
+    charges of everyone starts there.
+    """
+    return _lowest_through(connection, False)
 
 
 @contextmanager

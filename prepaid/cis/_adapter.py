@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from ._errors import CisError
-from ._model import Movement, Receipt, SettlementItem, SettlementReport
+from ._model import Movement, MovementKind, Receipt, SettlementItem, SettlementReport
 
 __all__ = ["CisAdapter", "PaymentOrder", "Rejection"]
 
@@ -101,6 +101,10 @@ class CisAdapter(Protocol):
 
     def settle(self, items: Sequence[SettlementItem]) -> SettlementReport:
         """Deduct the platform's charges in the CIS, once per settlement id."""
+        ...
+
+    def find(self, kind: MovementKind, operation_id: str) -> Movement | None:
+        """The movement of that kind and id (a payment by its payment id…), if any."""
         ...
 
     def movements(self, account_no: str, *, limit: int | None = None) -> list[Movement]:

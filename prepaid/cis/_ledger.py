@@ -136,6 +136,15 @@ class LedgerCis:
                 out.update({no: int(fen) for no, fen in rows})
         return out
 
+    def find(self, kind: MovementKind, operation_id: str) -> Movement | None:
+        query = sa.select(movement).where(
+            movement.c.kind == MovementKind(kind).value,
+            movement.c.operation_id == operation_id.strip(),
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else _movement(row)
+
     def movements(self, account_no: str, *, limit: int | None = None) -> list[Movement]:
         number = check_account_no(account_no)
         query = (

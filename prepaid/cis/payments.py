@@ -1,0 +1,312 @@
+"""Taking payments and refunds on the platform (缴费 / 退费): CIS, real-time balance, re-rating.
+
+:class:`PaymentService` is what the CLI, the console and the workflows call:
+
+- :meth:`~PaymentService.pay` credits the CIS (once per payment id), brings the
+  account's stored real-time balance in step (:func:`prepaid.balance.sync_balances`),
+  re-rates the account for today at once (the rating's ``rate_accounts``, on the
+  shared clock's day) and returns the new real-time balance, all within a second;
+  then it calls every ``on_payment`` hook with a :class:`PaymentEvent` (the
+  fee-control workflows reconnect from there — nothing here speaks DL/T 645);
+- :meth:`~PaymentService.refund` pays money back, never more than the real-time
+  balance (what the customer really has left) nor the CIS balance;
+- :meth:`~PaymentService.import_csv` credits a payments file and re-rates every
+  account it credited, in bulk.
+
+A repeated payment id returns the original receipt and moves nothing (no event, no
+re-rating). A payment to an account the platform does not know is refused and recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from sqlalchemy.engine import Engine
+
+from protocol.clock import Clock, RealClock
+
+from ..balance import RealtimeBalance, account_ids, realtime_balance, realtime_balances
+from ..balance import sync_balances as _sync
+from ._adapter import CisAdapter, Rejection
+from ._csv import PaymentImportReport
+from ._csv import Progress as ImportProgress
+from ._csv import import_payments as _import
+from ._errors import RefundRefusedError, UnknownAccountError
+from ._model import MovementKind, Receipt, check_account_no, format_fen
+
+__all__ = [
+    "ImportOutcome",
+    "PaymentEvent",
+    "PaymentHook",
+    "PaymentOutcome",
+    "PaymentService",
+    "RateAccounts",
+]
+
+log = logging.getLogger(__name__)
+
+
+class RateAccounts(Protocol):
+    """The rating's ``rate_accounts(engine, account_ids, day, *, clock=None)``."""
+
+    def __call__(
+        self, engine: Engine, account_ids: Sequence[int], day: date, *, clock: Clock | None = None
+    ) -> object: ...
+
+
+def _default_rate() -> RateAccounts:
+    from ..rating import rate_accounts
+
+    rate: RateAccounts = rate_accounts
+    return rate
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    """A new payment was credited and its account re-rated (缴费到账).
+
+    ``balance`` is the account's real-time balance after the re-rating; the fee-control
+    workflows use it to decide on a reconnection (复电).
+    """
+
+    receipt: Receipt
+    account_id: int
+    balance: RealtimeBalance
+    at: datetime
+
+
+PaymentHook = Callable[[PaymentEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    """What a payment or refund did: the CIS receipt and the account's new balance.
+
+    ``rerated``: the account was re-rated for ``day`` (not for a duplicate, nor a
+    refund); ``rating_error`` says why a re-rating failed (the money is credited
+    anyway and the next rating picks it up). ``elapsed_s``: wall time of the call.
+    """
+
+    receipt: Receipt
+    balance: RealtimeBalance
+    day: date
+    rerated: bool = False
+    rating_error: str | None = None
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.receipt.to_dict(),
+            **self.balance.to_dict(),
+            "day": self.day.isoformat(),
+            "rerated": self.rerated,
+            "rating_error": self.rating_error,
+            "elapsed_s": round(self.elapsed_s, 4),
+        }
+
+
+@dataclass(slots=True)
+class ImportOutcome:
+    """A payments file imported: the import report, then the re-rating of the accounts."""
+
+    report: PaymentImportReport
+    rerated: int = 0
+    rating_error: str | None = None
+    balances: dict[int, RealtimeBalance] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.report.to_dict(),
+            "rerated": self.rerated,
+            "rating_error": self.rating_error,
+        }
+
+
+class PaymentService:
+    """Payments and refunds against ``cis``, with the platform's accounts in ``engine``.
+
+    ``rate`` re-rates accounts (default: :func:`prepaid.rating.rate_accounts`);
+    ``clock`` gives today's date for it. ``on_payment`` hooks are called in order after
+    each new payment; a hook that raises is logged and does not undo the payment.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        cis: CisAdapter,
+        *,
+        clock: Clock | None = None,
+        rate: RateAccounts | None = None,
+        on_payment: Sequence[PaymentHook] = (),
+    ) -> None:
+        self.engine = engine
+        self.cis = cis
+        self.clock: Clock = clock or RealClock()
+        self._rate = rate
+        self.on_payment: list[PaymentHook] = list(on_payment)
+
+    def subscribe(self, hook: PaymentHook) -> Callable[[], None]:
+        """Add an ``on_payment`` hook; returns a function that removes it."""
+        self.on_payment.append(hook)
+
+        def unsubscribe() -> None:
+            if hook in self.on_payment:
+                self.on_payment.remove(hook)
+
+        return unsubscribe
+
+    # ------------------------------------------------------------------ helpers
+
+    def _account_id(self, account_no: str, *, kind: str, operation_id: str, amount: int) -> int:
+        number = check_account_no(account_no)
+        with self.engine.connect() as connection:
+            found = account_ids(connection, [number]).get(number)
+        if found is None:
+            error = UnknownAccountError(
+                f"account {number} is not a platform account; check the customer number "
+                f"(户号) — the {kind} {operation_id!r} was not taken"
+            )
+            self.cis.record_rejections(
+                [Rejection(kind, str(error), operation_id[:64], number, amount)]
+            )
+            raise error
+        return found
+
+    def _rerate(self, ids: Sequence[int], day: date) -> str | None:
+        try:
+            rate = self._rate or _default_rate()
+            rate(self.engine, list(ids), day, clock=self.clock)
+        except Exception as exc:  # the money is in; the next rating will charge
+            log.exception("re-rating %d account(s) for %s after payment failed", len(ids), day)
+            return f"re-rating failed ({exc}); the payment stands, the next rating catches up"
+        return None
+
+    def _emit(self, event: PaymentEvent) -> None:
+        for hook in list(self.on_payment):
+            try:
+                hook(event)
+            except Exception:
+                log.exception("on_payment hook %r failed for %s", hook, event.receipt.operation_id)
+
+    # ------------------------------------------------------------------ operations
+
+    def pay(
+        self,
+        account_no: str,
+        amount_fen: int,
+        payment_id: str,
+        *,
+        paid_at: datetime | None = None,
+        source: str = "",
+    ) -> PaymentOutcome:
+        """Credit a payment, re-rate the account now, return its new real-time balance."""
+        started = time.perf_counter()
+        ident = self._account_id(
+            account_no, kind="payment", operation_id=payment_id, amount=amount_fen
+        )
+        receipt = self.cis.pay(account_no, amount_fen, payment_id, paid_at=paid_at, source=source)
+        day = self.clock.now().date()
+        if receipt.duplicate:
+            balance = realtime_balance(self.engine, ident)
+            return PaymentOutcome(receipt, balance, day, elapsed_s=time.perf_counter() - started)
+        _sync(self.engine, [ident])
+        error = self._rerate([ident], day)
+        balance = realtime_balance(self.engine, ident)
+        outcome = PaymentOutcome(
+            receipt,
+            balance,
+            day,
+            rerated=error is None,
+            rating_error=error,
+            elapsed_s=time.perf_counter() - started,
+        )
+        log.info(
+            "payment %s: %s yuan to %s, real-time balance %s yuan (%.3f s)",
+            receipt.operation_id,
+            format_fen(receipt.amount_fen),
+            receipt.account_no,
+            format_fen(balance.realtime_fen),
+            outcome.elapsed_s,
+        )
+        self._emit(PaymentEvent(receipt, ident, balance, self.clock.now()))
+        return outcome
+
+    def refund(
+        self,
+        account_no: str,
+        amount_fen: int,
+        refund_id: str,
+        *,
+        at: datetime | None = None,
+        source: str = "",
+    ) -> PaymentOutcome:
+        """Pay money back: at most the real-time balance (and the CIS balance)."""
+        started = time.perf_counter()
+        ident = self._account_id(
+            account_no, kind="refund", operation_id=refund_id, amount=amount_fen
+        )
+        before = realtime_balance(self.engine, ident)
+        already = self.cis.find(MovementKind.REFUND, refund_id)
+        if already is None and amount_fen > before.realtime_fen:
+            error = RefundRefusedError(
+                f"refund {refund_id!r} of {format_fen(amount_fen)} yuan from account "
+                f"{before.customer_no} is more than its real-time balance of "
+                f"{format_fen(before.realtime_fen)} yuan (CIS {format_fen(before.cis_fen)} − "
+                f"unsettled charges {format_fen(before.unsettled_fen)}); refund at most that",
+                available_fen=max(0, before.realtime_fen),
+            )
+            self.cis.record_rejections(
+                [
+                    Rejection(
+                        "refund", str(error), refund_id[:64], before.customer_no, amount_fen, source
+                    )
+                ]
+            )
+            raise error
+        receipt = self.cis.refund(account_no, amount_fen, refund_id, at=at, source=source)
+        if not receipt.duplicate:
+            _sync(self.engine, [ident])
+        balance = realtime_balance(self.engine, ident)
+        return PaymentOutcome(
+            receipt, balance, self.clock.now().date(), elapsed_s=time.perf_counter() - started
+        )
+
+    def import_csv(
+        self, source: Path | str | TextIO, *, progress: ImportProgress | None = None
+    ) -> ImportOutcome:
+        """Credit a payments CSV (see :func:`prepaid.cis.import_payments`), then re-rate.
+
+        Rows for accounts the platform does not know are bad rows. Every account credited
+        by this import is brought in step and re-rated for today in one bulk call, and an
+        ``on_payment`` event is sent for each new payment.
+        """
+
+        def known(numbers: list[str]) -> set[str]:
+            with self.engine.connect() as connection:
+                return set(account_ids(connection, numbers))
+
+        report = _import(self.cis, source, known_accounts=known, progress=progress)
+        outcome = ImportOutcome(report)
+        numbers = report.accounts
+        if not numbers:
+            return outcome
+        with self.engine.connect() as connection:
+            ids_by_no = account_ids(connection, numbers)
+        ids = sorted(ids_by_no.values())
+        day = self.clock.now().date()
+        _sync(self.engine, ids)
+        outcome.rating_error = self._rerate(ids, day)
+        outcome.rerated = 0 if outcome.rating_error else len(ids)
+        outcome.balances = realtime_balances(self.engine, ids)
+        now = self.clock.now()
+        for receipt in report.receipts:
+            if not receipt.duplicate:
+                ident = ids_by_no[receipt.account_no]
+                self._emit(PaymentEvent(receipt, ident, outcome.balances[ident], now))
+        return outcome
