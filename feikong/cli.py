@@ -47,6 +47,7 @@ def _register() -> None:
         cmd_bench_fleet,
         cmd_breaker,
         cmd_card,
+        cmd_cis,
         cmd_control,
         cmd_demo,
         cmd_headend,
@@ -68,6 +69,7 @@ def _register() -> None:
         cmd_messages,
     ):
         module.register(app)
+    cmd_cis.register(app)
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)
 
