@@ -58,6 +58,10 @@ def _charges(engine: Engine, rows: list[tuple[date, int, int]]) -> None:
 
 @pytest.fixture
 def population(engine: Engine, ledger: LedgerCis) -> list[int]:
+    return build_population(engine, ledger)
+
+
+def build_population(engine: Engine, ledger: LedgerCis) -> list[int]:
     """Four accounts; CIS balances 100.00, 20.00, 0 (never paid), 5.00; charges by hand."""
     with engine.begin() as c:
         unit = with_tariffs_and_unit(c)

@@ -43,6 +43,10 @@ def _outcome(engine: Engine, ident: int) -> Outcome:
 
 @pytest.fixture
 def rated(engine: Engine, ledger: LedgerCis) -> int:
+    return build_rated(engine, ledger)
+
+
+def build_rated(engine: Engine, ledger: LedgerCis) -> int:
     """One account on res-monthly (0.52 yuan/kWh in tier 1), 5.00 yuan, rated yesterday."""
     with engine.begin() as c:
         unit = with_tariffs_and_unit(c)

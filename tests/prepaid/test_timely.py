@@ -33,6 +33,7 @@ from .test_balance import _charges
 db_url, engine, clock, ledger = cis_rig.db_url, cis_rig.engine, cis_rig.clock, cis_rig.ledger
 
 TODAY = date(2026, 3, 10)  # the clock's day
+YESTERDAY_ = TODAY - timedelta(days=1)
 WINDOW = [TODAY - timedelta(days=d) for d in range(1, 8)]  # the K = 7 days before today
 
 
@@ -46,6 +47,10 @@ def _rated_through(engine: Engine, ident: int, day: date) -> None:
 
 @pytest.fixture
 def population(engine: Engine, ledger: LedgerCis) -> dict[str, int]:
+    return build_population(engine, ledger)
+
+
+def build_population(engine: Engine, ledger: LedgerCis) -> dict[str, int]:
     """Nine accounts built by hand; the comments give each one's figures."""
     with engine.begin() as c:
         unit = with_tariffs_and_unit(c)
