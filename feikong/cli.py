@@ -45,6 +45,7 @@ def _register() -> None:
     from . import (
         cmd_bench,
         cmd_bench_fleet,
+        cmd_bench_reads,
         cmd_breaker,
         cmd_card,
         cmd_cis,
@@ -72,6 +73,7 @@ def _register() -> None:
     cmd_cis.register(app)
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)
+    cmd_bench_reads.register(bench_app)
 
 
 _register()

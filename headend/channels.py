@@ -141,13 +141,18 @@ class _Channel:
         "latency",
         "latency_count",
         "name",
-        "slots",
         "transports",
         "url",
+        "waiters",
     )
 
     def __init__(
-        self, channel: models.Channel, timeout: float, pipeline: int | None, clock: Clock
+        self,
+        channel: models.Channel,
+        timeout: float,
+        pipeline: int | None,
+        clock: Clock,
+        window: int = LATENCY_SAMPLES,
     ) -> None:
         if channel.id is None:
             raise ChannelError(f"channel {channel.name!r} has no id; store it in the archive first")
@@ -161,12 +166,12 @@ class _Channel:
         self.errors = 0
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
-        self.latency = array("d", bytes(8 * LATENCY_SAMPLES))
+        self.latency = array("d", bytes(8 * window))
         self.latency_count = 0
         self.broken: str | None = None
         self.transports: list[Transport] = []
         self.free: list[Transport] = []
-        self.slots = asyncio.Semaphore(self.concurrency)
+        self.waiters: deque[asyncio.Future[Transport]] = deque()
         try:
             self._build(timeout, pipeline)
         except TransportError as exc:
@@ -194,6 +199,43 @@ class _Channel:
         for i in range(self.concurrency):
             self.free.append(self.transports[i % connections])
 
+    async def acquire(self) -> Transport:
+        """A free slot (its transport), waiting in line when every slot is taken."""
+        if self.free and not self.waiters:
+            transport = self.free.pop()
+        else:
+            future: asyncio.Future[Transport] = asyncio.get_running_loop().create_future()
+            self.waiters.append(future)
+            try:
+                transport = await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    self._hand(future.result())  # handed over just as we were cancelled
+                else:
+                    with contextlib.suppress(ValueError):
+                        self.waiters.remove(future)
+                raise
+        self.in_flight += 1
+        return transport
+
+    def release(self, transport: Transport) -> None:
+        """Give a slot back: to the first in line, or to the free list."""
+        self.in_flight -= 1
+        self._hand(transport)
+
+    def _hand(self, transport: Transport) -> None:
+        waiters = self.waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(transport)
+                return
+        self.free.append(transport)
+
+    def latencies(self) -> list[float]:
+        """The latencies (s) of the last requests, at most the window's size."""
+        return self.latency[: min(self.latency_count, len(self.latency))].tolist()
+
     def fail(self, exc: BaseException, *, count: bool = True) -> None:
         if count:
             self.errors += 1
@@ -202,10 +244,9 @@ class _Channel:
 
     def health(self) -> ChannelHealth:
         stats = [t.stats for t in self.transports]
-        n = min(self.latency_count, LATENCY_SAMPLES)
         p50 = p99 = None
-        if n:
-            values = sorted(self.latency[:n])
+        values = sorted(self.latencies())
+        if values:
             p50 = round(_percentile(values, 0.50) * 1000, 3)
             p99 = round(_percentile(values, 0.99) * 1000, 3)
         return ChannelHealth(
@@ -234,7 +275,8 @@ class ChannelPool:
     its own). ``pipeline`` is the number of requests one TCP connection carries
     at once: ``None`` (default) pipelines the whole concurrency on one
     connection when the transport supports it, ``1`` opens one connection per
-    slot. ``clock`` stamps :attr:`ChannelHealth.last_error_at`.
+    slot. ``clock`` stamps :attr:`ChannelHealth.last_error_at`. ``latency_window``
+    is how many recent request latencies each channel keeps for its percentiles.
     """
 
     def __init__(
@@ -243,6 +285,7 @@ class ChannelPool:
         timeout: float = 2.0,
         clock: Clock | None = None,
         pipeline: int | None = None,
+        latency_window: int = LATENCY_SAMPLES,
     ) -> None:
         if not timeout > 0:
             raise ChannelError(f"the response timeout must be > 0 s, got {timeout}")
@@ -253,6 +296,7 @@ class ChannelPool:
         self.timeout = timeout
         self.clock: Clock = clock or RealClock()
         self.pipeline = pipeline
+        self.latency_window = max(1, latency_window)
         self._channels: dict[int, _Channel] = {}
         self._route: dict[str, _Channel] = {}
         self._pending: dict[str, int] = {}
@@ -280,7 +324,7 @@ class ChannelPool:
 
     def add_channel(self, channel: models.Channel) -> None:
         """Add (or replace) a channel; its transports connect on first use."""
-        live = _Channel(channel, self.timeout, self.pipeline, self.clock)
+        live = _Channel(channel, self.timeout, self.pipeline, self.clock, self.latency_window)
         old = self._channels.get(live.id)
         if old is not None:
             self._retired.extend(old.transports)
@@ -359,25 +403,23 @@ class ChannelPool:
         else:
             busy[address] = None
         try:
-            async with channel.slots:
-                transport = channel.free.pop()
-                channel.in_flight += 1
-                start = time.perf_counter()
-                try:
-                    reply = await transport.request(frame, timeout=timeout or self.timeout)
-                except ResponseTimeoutError as exc:
-                    channel.fail(exc, count=False)
-                    raise
-                except TransportError as exc:
-                    channel.fail(exc)
-                    raise
-                finally:
-                    channel.in_flight -= 1
-                    channel.free.append(transport)
-                i = channel.latency_count
-                channel.latency[i % LATENCY_SAMPLES] = time.perf_counter() - start
-                channel.latency_count = i + 1
-                return reply
+            transport = await channel.acquire()
+            start = time.perf_counter()
+            try:
+                reply = await transport.request(frame, timeout=timeout or self.timeout)
+            except ResponseTimeoutError as exc:
+                channel.fail(exc, count=False)
+                raise
+            except TransportError as exc:
+                channel.fail(exc)
+                raise
+            finally:
+                channel.release(transport)
+            i = channel.latency_count
+            latency = channel.latency
+            latency[i % len(latency)] = time.perf_counter() - start
+            channel.latency_count = i + 1
+            return reply
         finally:
             self._release_meter(address)
 
@@ -390,20 +432,17 @@ class ChannelPool:
         else:
             self._busy[address] = None
         try:
-            async with channel.slots:
-                transport = channel.free.pop()
-                channel.in_flight += 1
-                try:
-                    yield MasterClient(transport, timeout=self.timeout)
-                except ResponseTimeoutError as exc:
-                    channel.fail(exc, count=False)
-                    raise
-                except TransportError as exc:
-                    channel.fail(exc)
-                    raise
-                finally:
-                    channel.in_flight -= 1
-                    channel.free.append(transport)
+            transport = await channel.acquire()
+            try:
+                yield MasterClient(transport, timeout=self.timeout)
+            except ResponseTimeoutError as exc:
+                channel.fail(exc, count=False)
+                raise
+            except TransportError as exc:
+                channel.fail(exc)
+                raise
+            finally:
+                channel.release(transport)
         finally:
             self._release_meter(address)
 
@@ -438,6 +477,10 @@ class ChannelPool:
     def health(self) -> list[ChannelHealth]:
         """One :class:`ChannelHealth` per channel, ordered by name."""
         return [c.health() for c in sorted(self._channels.values(), key=lambda c: c.name)]
+
+    def latencies(self) -> list[float]:
+        """Recent request latencies (seconds) of every channel (see ``latency_window``)."""
+        return [v for c in self._channels.values() for v in c.latencies()]
 
     async def aclose(self) -> None:
         """Close every connection (requests still waiting fail with a transport error)."""

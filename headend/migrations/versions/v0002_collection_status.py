@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_attempt_at", sa.DateTime(), nullable=False),
-        sa.Column("collected_at", sa.DateTime(), nullable=True),
+        sa.Column("freeze_time", sa.DateTime(), nullable=True),
         sa.CheckConstraint(
             "status IN ('collected', 'missing')", name="ck_headend_collection_status"
         ),
