@@ -552,7 +552,7 @@ class LedgerCis:
         except SQLAlchemyError:
             log.exception("could not record %d refused CIS operation(s)", len(rows))
         for item in items:
-            log.warning("refused %s %s: %s", item.kind, item.operation_id or "", item.reason)
+            log.info("refused %s %s: %s", item.kind, item.operation_id or "", item.reason)
 
     def _reject(
         self,
