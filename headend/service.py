@@ -355,8 +355,9 @@ class HeadEndSettings:
     recollect_interval_s: float = 3600.0
     status_every_s: float = 10.0
     """How often the status snapshot (channel health, queues) is written to the database."""
-    poll_s: float = 1.0
-    """How often the database is checked for jobs queued by other processes."""
+    poll_s: float | None = 1.0
+    """How often the database is checked for jobs queued by other processes (``None``:
+    never; only jobs submitted through this head-end's service run)."""
     max_meters: int = 64
     control: ControlSettings = field(default_factory=ControlSettings)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -479,9 +480,25 @@ class HeadEnd:
             log.exception("cannot record the head-end status")
 
     async def _status_loop(self) -> None:
-        while True:
-            self.save_status()
-            await self.clock.sleep(self.settings.status_every_s)
+        """Record the status every ``status_every_s``, and soon after each job ends."""
+        ended = self.bus.subscribe((CommandSucceeded, CommandFailed), maxsize=1)
+        try:
+            while True:
+                self.save_status()
+                period = asyncio.ensure_future(self.clock.sleep(self.settings.status_every_s))
+                job_end = asyncio.ensure_future(ended.get())
+                try:
+                    await asyncio.wait({period, job_end}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    period.cancel()
+                    job_end.cancel()
+                if not job_end.done() or job_end.cancelled():
+                    continue
+                await self.clock.sleep(min(1.0, self.settings.status_every_s))
+                while ended.get_nowait() is not None:
+                    pass
+        finally:
+            ended.close()
 
     # -- daily collection -----------------------------------------------------------------
 

@@ -124,7 +124,9 @@ async def test_the_head_end_collects_daily_at_the_set_time(tmp_path: Path) -> No
     async with headend(tmp_path, start=False) as he:
         bus = EventBus()
         collected = bus.subscribe(ReadingCollected)
-        settings = HeadEndSettings(collect_at=time(1, 0), recollect_rounds=0, poll_s=60)
+        settings = HeadEndSettings(
+            collect_at=time(1, 0), recollect_rounds=0, poll_s=None, status_every_s=6 * 3600
+        )
         head = HeadEnd(
             he.engine, clock=he.clock, keys=KeyRing(KEY), bus=bus, pool=he.pool, settings=settings
         )
