@@ -181,10 +181,9 @@ class _Channel:
 
     def _build(self, timeout: float, pipeline: int | None) -> None:
         per_connection = 1
-        if self.kind in (ChannelKind.TCP, ChannelKind.GATEWAY):
-            if pipeline is None:
-                pipeline = self.concurrency if transport_pipelines() else 1
-            per_connection = max(1, min(pipeline, self.concurrency))
+        if self.kind in (ChannelKind.TCP, ChannelKind.GATEWAY) and transport_pipelines():
+            depth = self.concurrency if pipeline is None else pipeline
+            per_connection = max(1, min(depth, self.concurrency))
         elif self.kind == ChannelKind.MQTT:
             per_connection = self.concurrency  # one client; the broker carries them all
         else:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +13,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
+from typer.testing import CliRunner, Result
 
+from feikong.cli import app
 from headend.channels import ChannelPool
 from headend.collection import (
     CollectionError,
@@ -33,6 +37,7 @@ from .fleet_rig import Gateway, Rig
 NOW = datetime(2026, 3, 3, 8, 0)
 """Two midnights after the rig's start: meters hold the freezes of 03-02 and 03-03."""
 MAR2, MAR3 = date(2026, 3, 2), date(2026, 3, 3)
+runner = CliRunner()
 
 
 @pytest.fixture
@@ -294,3 +299,35 @@ async def test_on_demand_read_of_any_di(rig: Rig, engine: Engine) -> None:
     assert 0x05060101 not in stored  # frozen data is collected, not stored on demand
     (event,) = events
     assert isinstance(event, ReadingCollected) and event.freeze_date is None
+
+
+async def test_the_collect_command_collects_and_recollects(db_url: str, engine: Engine) -> None:
+    today = datetime.now().replace(microsecond=0)
+    rig = Rig(start=today - timedelta(days=2))  # meters a few days old, on real time
+    try:
+        gateway = await rig.gateway("dtu", 1, 3)
+        rig.load_archive(engine)
+        rig.clock.set(today)
+        gateway.silenced.add("000000000003")
+        day = today.date().isoformat()
+        base = ["headend", "collect", "--db", db_url, "--date", day, "--timeout", "0.2"]
+
+        def invoke(*extra: str) -> Result:
+            return runner.invoke(app, [*base, *extra])
+
+        first = await asyncio.to_thread(invoke, "--json")
+        assert first.exit_code == 0, first.output
+        report = json.loads(first.output)
+        assert (report["meters"], report["collected"], report["missing"]) == (3, 2, 1)
+        assert report["reasons"] == {"timeout": 1}
+        gateway.silenced.clear()
+        again = await asyncio.to_thread(invoke, "--missing-only")
+        assert again.exit_code == 0, again.output
+        # 1 of 1 meter read this round, none missing
+        assert f"{day}: collected 1 of 1 meter(s) (100.00%), 0 missing" in again.output
+        bad = await asyncio.to_thread(runner.invoke, app, [*base[:4], "--date", "03/02/2026"])
+        assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
+    finally:
+        await rig.aclose()
+    (rate,) = success_rates(engine, today.date())
+    assert (rate.collected, rate.meters) == (3, 3)
