@@ -432,8 +432,8 @@ class HeadEnd:
             with contextlib.suppress(TimeoutError):
                 await self.publisher.drain(timeout=2.0)  # the last outcomes reach the broker
             await self.publisher.stop()
-        self.save_status(running=False)
         await self.pool.aclose()
+        self.save_status(running=False)
 
     async def __aenter__(self) -> HeadEnd:
         await self.start()
