@@ -55,7 +55,9 @@ def _register() -> None:
         cmd_messages,
         cmd_meter_sim,
         cmd_protocol,
+        cmd_settings,
         cmd_tariff,
+        cmd_users,
     )
 
     for module in (
@@ -71,9 +73,12 @@ def _register() -> None:
     ):
         module.register(app)
     cmd_cis.register(app)
+    cmd_settings.register(app)
+    cmd_users.register(app)
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)
     cmd_bench_reads.register(bench_app)
+    cmd_settings.register_bench(bench_app)
 
 
 _register()
