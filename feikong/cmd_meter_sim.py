@@ -70,8 +70,8 @@ def meter_sim_command(
         typer.Option(
             "--listen",
             metavar="URL",
-            help="Serve on tcp://HOST:PORT, serial://DEV?baud=&parity= or "
-            "mqtt://HOST[:PORT][/PREFIX] (topics PREFIX/ADDRESS/down and /up).",
+            help="Serve on a URL: tcp://…, serial://… or mqtt://HOST:PORT/PREFIX "
+            "(MQTT topics PREFIX/ADDRESS/down and /up).",
         ),
     ] = None,
     first_address: Annotated[

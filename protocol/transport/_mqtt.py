@@ -174,6 +174,22 @@ async def _close_quietly(stack: contextlib.AsyncExitStack) -> None:
         await stack.aclose()
 
 
+def _errors(receiver: FrameReceiver) -> int:
+    stats = receiver.parser.stats
+    return stats.checksum_errors + stats.framing_errors
+
+
+def _end_of_message(receiver: FrameReceiver, errors_before: int, url: str, topic: str) -> None:
+    """A message is whole: bytes left over are a truncated frame (or remains of a bad one)."""
+    pending = receiver.pending
+    if not pending:
+        return
+    if _errors(receiver) == errors_before:
+        receiver.counters.partial_frames_dropped += 1
+        logger.info("%s: dropped a truncated frame of %d bytes on %s", url, pending, topic)
+    receiver.reset()
+
+
 @dataclass(slots=True)
 class _Connection:
     client: aiomqtt.Client
@@ -299,16 +315,9 @@ class MqttTransport(Transport):
                 if not topic.endswith("/up") or not isinstance(payload, bytes | bytearray):
                     continue
                 self._topic_address = topic[first:-3]
+                errors = _errors(self._receiver)
                 self._data_received(bytes(payload))
-                if self._receiver.pending:
-                    self._receiver.counters.partial_frames_dropped += 1
-                    logger.info(
-                        "%s: dropped a truncated frame of %d bytes on %s",
-                        self.url,
-                        self._receiver.pending,
-                        topic,
-                    )
-                    self._receiver.reset()
+                _end_of_message(self._receiver, errors, self.url, topic)
         except aiomqtt.MqttError as exc:
             error = exc
         self._drop(connection, error)
@@ -481,16 +490,9 @@ class MqttFrameServer(FrameServer):
                 if not topic.endswith("/down") or not isinstance(payload, bytes | bytearray):
                     continue
                 self._topic_address = topic[first:-5]
+                errors = _errors(self._receiver)
                 self._receiver.feed(bytes(payload))
-                if self._receiver.pending:
-                    self._link_counters.partial_frames_dropped += 1
-                    logger.info(
-                        "%s: dropped a truncated frame of %d bytes on %s",
-                        self.url,
-                        self._receiver.pending,
-                        topic,
-                    )
-                    self._receiver.reset()
+                _end_of_message(self._receiver, errors, self.url, topic)
         except aiomqtt.MqttError as exc:
             return exc
         return TransportError("the broker ended the subscription")
