@@ -31,15 +31,11 @@ _ = (sa, sqlmodel)
 def upgrade() -> None:
     with op.batch_alter_table("headend_job", schema=None) as batch_op:
         batch_op.add_column(sa.Column("params", sa.JSON(), nullable=True))
-        batch_op.add_column(
-            sa.Column("attempts", sa.Integer(), nullable=False, server_default="0")
-        )
+        batch_op.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
         batch_op.add_column(
             sa.Column("max_attempts", sa.Integer(), nullable=False, server_default="3")
         )
-        batch_op.add_column(
-            sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(
             sa.Column("error", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True)
