@@ -16,8 +16,11 @@ changes the real-time balance. A payment raises the CIS balance and so the real-
 balance at once.
 
 The rating keeps a copy of the real-time balance in ``prepaid_rating_state.balance_fen``
-(it subtracts each deduction there); :func:`sync_balances` sets that copy to the value
-computed here, set-based, and is what a payment runs before re-rating the account.
+(it subtracts each deduction there); a payment or refund is added to it once
+(:func:`post_receipts`, a relative update, so a concurrent rating loses nothing), and
+:func:`sync_balances` sets it to the value computed here, set-based — the repair after
+anything went wrong, and the check that nothing did (it then changes no row). Run it
+when no rating is running: it writes absolute values.
 
 Everything is set-based SQL (SQLite or PostgreSQL): one account (:func:`realtime_balance`,
 a few primary-key lookups), a list of accounts (:func:`realtime_balances`, through a
@@ -40,9 +43,17 @@ from sqlalchemy.engine import Connection, Engine
 
 from protocol.clock import Clock, RealClock
 
-from .cis import CisAdapter, LedgerCis, SettlementItem, SettlementReport, format_fen
+from .cis import (
+    CisAdapter,
+    LedgerCis,
+    MovementKind,
+    Receipt,
+    SettlementItem,
+    SettlementReport,
+    format_fen,
+)
 from .cis.tables import account as cis_account
-from .cis.tables import settled
+from .cis.tables import posted, settled
 from .models import Account, Charge, RatingState, day_date, day_number
 
 __all__ = [
@@ -51,6 +62,7 @@ __all__ = [
     "account_ids",
     "adopt_opening_balances",
     "iter_realtime_balances",
+    "post_receipts",
     "realtime_balance",
     "realtime_balances",
     "settle_charges",
@@ -508,26 +520,85 @@ def _compact(day: int) -> str:
 
 _OPENING: Final = """
 SELECT a.customer_no AS customer_no, rs.balance_fen + COALESCE(u.unsettled_fen, 0) AS fen
-FROM prepaid_account a
+FROM {accounts}
 JOIN prepaid_rating_state rs ON rs.account_id = a.id
 LEFT JOIN prepaid_cis_account c ON c.account_no = a.customer_no
 LEFT JOIN unsettled u ON u.account_id = a.id
 WHERE c.account_no IS NULL"""
 
 
-def adopt_opening_balances(engine: Engine, ledger: LedgerCis) -> int:
+def adopt_opening_balances(
+    engine: Engine, ledger: LedgerCis, account_ids: Sequence[int] | None = None
+) -> int:
     """Bring accounts that the ledger has never seen into it with their opening balance.
 
     An account opened with a balance in its rating state (e.g. by ``feikong generate``)
     had that money in the CIS: its CIS opening balance is the stored real-time balance
     plus its unsettled charges, so that real-time = CIS − unsettled holds from then on.
-    Set-based; accounts already in the ledger are left alone; returns how many were
-    brought in.
+    Set-based, for ``account_ids`` or every account; accounts already in the ledger are
+    left alone; returns how many were brought in.
     """
-    with engine.begin() as connection:
-        low = _lowest_through(connection, False)
+    with engine.begin() as connection, _selection(connection, account_ids) as low:
         rows = connection.execute(
-            sa.text("WITH " + _UNSETTLED_ALL + _OPENING), {"low": low, "upto": _ALWAYS}
+            _statement(_OPENING, account_ids is not None), {"low": low, "upto": _ALWAYS}
         )
         pairs = [(str(no), int(fen)) for no, fen in rows]
     return ledger.open_balances(pairs) if pairs else 0
+
+
+# --------------------------------------------------------------------------- posting
+
+
+def _posted_insert(connection: Connection) -> Any:
+    insert: Any = (
+        postgresql.insert(posted)
+        if connection.dialect.name == "postgresql"
+        else sqlite.insert(posted)
+    )
+    return insert.on_conflict_do_nothing(index_elements=[posted.c.kind, posted.c.operation_id])
+
+
+def post_receipts(
+    engine: Engine, receipts: Sequence[tuple[Receipt, int]], *, clock: Clock | None = None
+) -> list[bool]:
+    """Add payments (+) and refunds (−) to the rating state's real-time balance, once each.
+
+    ``receipts`` are ``(receipt, account_id)`` pairs from the CIS. Each is posted at most
+    once (``prepaid_cis_posted``), as a relative update (``balance_fen + amount``) in one
+    transaction with that record, so a rating running at the same time loses nothing and
+    a retry — of a payment whose CIS receipt came back as a duplicate after a crash —
+    adds nothing twice, or finishes what the crash left undone. Returns, per receipt,
+    whether it was posted now.
+    """
+    now = (clock or RealClock()).now()
+    done: list[bool] = []
+    for start in range(0, len(receipts), _SETTLE_BATCH):
+        batch = receipts[start : start + _SETTLE_BATCH]
+        rows = [
+            {
+                "kind": r.kind.value,
+                "operation_id": r.operation_id,
+                "account_id": ident,
+                "amount_fen": -r.amount_fen if r.kind is MovementKind.REFUND else r.amount_fen,
+                "posted_at": now,
+            }
+            for r, ident in batch
+        ]
+        with engine.begin() as connection:
+            fresh = {
+                (kind, op)
+                for kind, op in connection.execute(
+                    _posted_insert(connection).returning(posted.c.kind, posted.c.operation_id),
+                    rows,
+                )
+            }
+            moves = [r for r in rows if (r["kind"], r["operation_id"]) in fresh]
+            if moves:
+                connection.execute(
+                    sa.update(_STATE)
+                    .where(_STATE.c.account_id == sa.bindparam("ident"))
+                    .values(balance_fen=_STATE.c.balance_fen + sa.bindparam("fen")),
+                    [{"ident": m["account_id"], "fen": m["amount_fen"]} for m in moves],
+                )
+        done.extend((row["kind"], row["operation_id"]) in fresh for row in rows)
+    return done

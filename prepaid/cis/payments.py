@@ -2,19 +2,24 @@
 
 :class:`PaymentService` is what the CLI, the console and the workflows call:
 
-- :meth:`~PaymentService.pay` credits the CIS (once per payment id), brings the
-  account's stored real-time balance in step (:func:`prepaid.balance.sync_balances`),
-  re-rates the account for today at once (the rating's ``rate_accounts``, on the
-  shared clock's day) and returns the new real-time balance, all within a second;
-  then it calls every ``on_payment`` hook with a :class:`PaymentEvent` (the
-  fee-control workflows reconnect from there — nothing here speaks DL/T 645);
+- :meth:`~PaymentService.pay` credits the CIS (once per payment id), adds the amount
+  to the rating state's copy of the real-time balance (once per payment id too,
+  :func:`prepaid.balance.post_receipts`), re-rates the account for today at once (the
+  rating's ``rate_accounts``, on the shared clock's day) and returns the new real-time
+  balance, all within a second; then it calls every ``on_payment`` hook with a
+  :class:`PaymentEvent` (the fee-control workflows reconnect from there — nothing
+  here speaks DL/T 645);
 - :meth:`~PaymentService.refund` pays money back, never more than the real-time
   balance (what the customer really has left) nor the CIS balance;
 - :meth:`~PaymentService.import_csv` credits a payments file and re-rates every
   account it credited, in bulk.
 
 A repeated payment id returns the original receipt and moves nothing (no event, no
-re-rating). A payment to an account the platform does not know is refused and recorded.
+re-rating) — unless the first attempt crashed between the CIS and the platform: then
+the repeat finishes the job (posts, re-rates, sends the event). A payment to an
+account the platform does not know is refused and recorded. With the built-in ledger,
+an account the ledger has never seen is first opened with its stored balance
+(:func:`prepaid.balance.adopt_opening_balances`).
 """
 
 from __future__ import annotations
@@ -31,13 +36,20 @@ from sqlalchemy.engine import Engine
 
 from protocol.clock import Clock, RealClock
 
-from ..balance import RealtimeBalance, account_ids, realtime_balance, realtime_balances
-from ..balance import sync_balances as _sync
+from ..balance import (
+    RealtimeBalance,
+    account_ids,
+    adopt_opening_balances,
+    post_receipts,
+    realtime_balance,
+    realtime_balances,
+)
 from ._adapter import CisAdapter, Rejection
 from ._csv import PaymentImportReport
 from ._csv import Progress as ImportProgress
 from ._csv import import_payments as _import
 from ._errors import RefundRefusedError, UnknownAccountError
+from ._ledger import LedgerCis
 from ._model import MovementKind, Receipt, check_account_no, format_fen
 
 __all__ = [
@@ -178,6 +190,10 @@ class PaymentService:
             raise error
         return found
 
+    def _adopt(self, ids: Sequence[int]) -> None:
+        if isinstance(self.cis, LedgerCis) and self.cis.engine is self.engine:
+            adopt_opening_balances(self.engine, self.cis, ids)
+
     def _rerate(self, ids: Sequence[int], day: date) -> str | None:
         try:
             rate = self._rate or _default_rate()
@@ -210,12 +226,13 @@ class PaymentService:
         ident = self._account_id(
             account_no, kind="payment", operation_id=payment_id, amount=amount_fen
         )
+        self._adopt([ident])
         receipt = self.cis.pay(account_no, amount_fen, payment_id, paid_at=paid_at, source=source)
         day = self.clock.now().date()
-        if receipt.duplicate:
+        (posted,) = post_receipts(self.engine, [(receipt, ident)], clock=self.clock)
+        if not posted:  # a repeat of a payment the platform has fully taken already
             balance = realtime_balance(self.engine, ident)
             return PaymentOutcome(receipt, balance, day, elapsed_s=time.perf_counter() - started)
-        _sync(self.engine, [ident])
         error = self._rerate([ident], day)
         balance = realtime_balance(self.engine, ident)
         outcome = PaymentOutcome(
@@ -251,6 +268,7 @@ class PaymentService:
         ident = self._account_id(
             account_no, kind="refund", operation_id=refund_id, amount=amount_fen
         )
+        self._adopt([ident])
         before = realtime_balance(self.engine, ident)
         already = self.cis.find(MovementKind.REFUND, refund_id)
         if already is None and amount_fen > before.realtime_fen:
@@ -270,8 +288,7 @@ class PaymentService:
             )
             raise error
         receipt = self.cis.refund(account_no, amount_fen, refund_id, at=at, source=source)
-        if not receipt.duplicate:
-            _sync(self.engine, [ident])
+        post_receipts(self.engine, [(receipt, ident)], clock=self.clock)
         balance = realtime_balance(self.engine, ident)
         return PaymentOutcome(
             receipt, balance, self.clock.now().date(), elapsed_s=time.perf_counter() - started
@@ -282,31 +299,38 @@ class PaymentService:
     ) -> ImportOutcome:
         """Credit a payments CSV (see :func:`prepaid.cis.import_payments`), then re-rate.
 
-        Rows for accounts the platform does not know are bad rows. Every account credited
-        by this import is brought in step and re-rated for today in one bulk call, and an
-        ``on_payment`` event is sent for each new payment.
+        Rows for accounts the platform does not know are bad rows. Every payment new to
+        the platform is posted to its account's real-time balance, the accounts are
+        re-rated for today in one bulk call, and an ``on_payment`` event is sent for each
+        new payment.
         """
+
+        ids_by_no: dict[str, int] = {}
 
         def known(numbers: list[str]) -> set[str]:
             with self.engine.connect() as connection:
-                return set(account_ids(connection, numbers))
+                ids_by_no.update(account_ids(connection, numbers))
+            self._adopt(sorted(ids_by_no.values()))
+            return set(ids_by_no)
 
         report = _import(self.cis, source, known_accounts=known, progress=progress)
         outcome = ImportOutcome(report)
-        numbers = report.accounts
-        if not numbers:
+        pairs = [(r, ids_by_no[r.account_no]) for r in report.receipts]
+        fresh = [
+            pair
+            for pair, now_posted in zip(
+                pairs, post_receipts(self.engine, pairs, clock=self.clock), strict=True
+            )
+            if now_posted
+        ]
+        if not fresh:
             return outcome
-        with self.engine.connect() as connection:
-            ids_by_no = account_ids(connection, numbers)
-        ids = sorted(ids_by_no.values())
+        ids = sorted({ident for _, ident in fresh})
         day = self.clock.now().date()
-        _sync(self.engine, ids)
         outcome.rating_error = self._rerate(ids, day)
         outcome.rerated = 0 if outcome.rating_error else len(ids)
         outcome.balances = realtime_balances(self.engine, ids)
         now = self.clock.now()
-        for receipt in report.receipts:
-            if not receipt.duplicate:
-                ident = ids_by_no[receipt.account_no]
-                self._emit(PaymentEvent(receipt, ident, outcome.balances[ident], now))
+        for receipt, ident in fresh:
+            self._emit(PaymentEvent(receipt, ident, outcome.balances[ident], now))
         return outcome

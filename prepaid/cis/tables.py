@@ -11,6 +11,9 @@
 - ``prepaid_cis_settled``: per platform account (``prepaid_account.id``), through which
   day (a day number, as in ``prepaid_charge.day``) its charges are settled into the
   CIS, and how much that was in total.
+- ``prepaid_cis_posted``: the payments and refunds already added to the rating state's
+  copy of the real-time balance (``prepaid_rating_state.balance_fen``), once each, so
+  a retry after a crash between the CIS and the platform adds nothing twice.
 
 The tables sit in the prepaid package's metadata (``SQLModel.metadata``) so that
 Alembic's autogenerate sees them; the schema is created by the branch ``cis`` of
@@ -24,7 +27,7 @@ from sqlmodel import SQLModel
 
 from prepaid import models as _models  # prepaid_account, which prepaid_cis_settled references
 
-__all__ = ["account", "metadata", "movement", "rejection", "settled"]
+__all__ = ["account", "metadata", "movement", "posted", "rejection", "settled"]
 
 metadata = SQLModel.metadata
 _ = _models
@@ -96,4 +99,19 @@ settled = sa.Table(
     sa.Column("through_day", sa.Integer(), nullable=False),
     sa.Column("settled_fen", sa.BigInteger(), nullable=False),
     sa.Column("updated_at", sa.DateTime(), nullable=False),
+)
+
+posted = sa.Table(
+    "prepaid_cis_posted",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("operation_id", sa.String(64), primary_key=True),
+    sa.Column(
+        "account_id",
+        sa.Integer(),
+        sa.ForeignKey("prepaid_account.id", name="fk_prepaid_cis_posted_account"),
+        nullable=False,
+    ),
+    sa.Column("amount_fen", sa.BigInteger(), nullable=False),
+    sa.Column("posted_at", sa.DateTime(), nullable=False),
 )

@@ -146,3 +146,43 @@ def test_a_refund_cannot_take_more_than_the_realtime_balance(
     assert again.receipt.duplicate
     assert ledger.balance("3300000001") == 2_500 - 1_460
     assert [r.operation_id for r in ledger.rejections()] == ["R1"]
+
+
+def test_a_crash_between_the_cis_and_the_platform_is_finished_by_the_retry(
+    engine: Engine, ledger: LedgerCis, clock: SteppedClock, rated: int
+) -> None:
+    """The CIS credited the payment, then the process died before the platform took it."""
+    events: list[PaymentEvent] = []
+    service = PaymentService(engine, ledger, clock=clock, on_payment=[events.append])
+
+    def crash(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.startswith("INSERT INTO prepaid_cis_posted"):
+            raise RuntimeError("killed")
+
+    sa.event.listen(engine, "before_cursor_execute", crash)
+    with pytest.raises(RuntimeError):
+        service.pay("3300000001", 2_000, "P1")
+    sa.event.remove(engine, "before_cursor_execute", crash)
+    assert ledger.balance("3300000001") == 2_500  # the CIS has it
+    assert realtime_balance(engine, rated).stored_fen == 500  # the platform does not
+    retry = service.pay("3300000001", 2_000, "P1")
+    assert retry.receipt.duplicate  # the CIS credits nothing twice …
+    assert retry.rerated  # … and the platform finishes the job
+    assert retry.balance.realtime_fen == retry.balance.stored_fen == 500 + 2_000 - 1_040
+    assert [e.receipt.operation_id for e in events] == ["P1"]
+    again = service.pay("3300000001", 2_000, "P1")
+    assert not again.rerated
+    assert again.balance.stored_fen == 1_460
+    assert len(events) == 1
+
+
+def test_an_account_new_to_the_ledger_is_opened_with_its_stored_balance(
+    engine: Engine, ledger: LedgerCis, clock: SteppedClock
+) -> None:
+    with engine.begin() as c:
+        unit = with_tariffs_and_unit(c)
+    open_some(engine, [account(7, unit, balance_fen=730)])
+    outcome = PaymentService(engine, ledger, clock=clock).pay("3300000007", 100, "P7")
+    assert outcome.balance.cis_fen == 830  # 7.30 opening + 1.00
+    assert outcome.balance.realtime_fen == outcome.balance.stored_fen == 830
+    assert [m.kind.value for m in ledger.movements("3300000007")] == ["payment", "opening"]
