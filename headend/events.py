@@ -591,14 +591,14 @@ class _Bridge:
     async def _session(self, client: Any) -> None:
         raise NotImplementedError
 
-    async def _prepare(self) -> None:
-        """Runs once before the first connection attempt."""
+    def _prepare(self) -> None:
+        """Runs once when the bridge starts (before it connects)."""
 
     async def run(self) -> None:
         """Connect and bridge until cancelled, reconnecting after broker failures."""
         import aiomqtt
 
-        await self._prepare()
+        self._prepare()
         backoff = 0.5
         while True:
             try:
@@ -640,7 +640,9 @@ class _Bridge:
         self._down.clear()
 
     def start(self) -> asyncio.Task[None]:
+        """Run the bridge as a task; a publisher sees every event published from now on."""
         if self._task is None:
+            self._prepare()
             self._task = asyncio.create_task(self.run(), name=f"mqtt-{self.role}")
         return self._task
 
@@ -682,7 +684,7 @@ class MqttEventPublisher(_Bridge):
         self._pending: Event | None = None
         self._sub: Subscription | None = None
 
-    async def _prepare(self) -> None:
+    def _prepare(self) -> None:
         if self._sub is None:
             self._sub = self.bus.subscribe(include_remote=False)
 

@@ -754,6 +754,8 @@ class JobRunner:
     session. ``poll_s`` (clock seconds) is how often the database is checked for
     jobs queued by other processes (``None``: only jobs submitted here).
     ``only`` restricts the runner to those job ids (``feikong headend command --wait``).
+    ``resolve(address)`` is asked once when the pool does not know a meter (added to
+    the archive after the pool was built); it returns True if it could add it.
     """
 
     def __init__(
@@ -770,6 +772,7 @@ class JobRunner:
         poll_s: float | None = 1.0,
         only: Collection[str] | None = None,
         stop_grace_s: float = 5.0,
+        resolve: Callable[[str], bool] | None = None,
     ) -> None:
         if max_meters < 1 or bundle < 1:
             raise JobError(f"max_meters and bundle must be >= 1, got {max_meters}, {bundle}")
@@ -784,6 +787,7 @@ class JobRunner:
         self.poll_s = poll_s
         self.only = set(only) if only is not None else None
         self.stop_grace_s = stop_grace_s
+        self.resolve = resolve
         self._handler_clock = _RunnerClock(self)
         self._queued: dict[str, JobRecord] = {}
         self._busy: set[str] = set()
@@ -1005,6 +1009,7 @@ class JobRunner:
 
     async def _run_meter(self, address: str, batch: list[JobRecord]) -> None:
         pending = list(batch)
+        resolved = False
         try:
             while pending:
                 opened = False
@@ -1014,6 +1019,15 @@ class JobRunner:
                         while pending:
                             await self._run_job(pending.pop(0), client)
                 except (ChannelError, TransportError) as exc:
+                    if (
+                        not opened
+                        and not resolved
+                        and isinstance(exc, UnknownMeterError)
+                        and self.resolve is not None
+                    ):
+                        resolved = True
+                        if self.resolve(address):
+                            continue  # the pool knows the meter now: open the session again
                     if not opened:
                         # No session at all: the first job records the failed attempt.
                         await self._run_job(pending.pop(0), None, open_error=exc)

@@ -44,6 +44,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from protocol.clock import Clock, RealClock
 from protocol.codes import StatusWord3, names
@@ -402,6 +403,7 @@ class HeadEnd:
             retry=self.settings.retry,
             max_meters=self.settings.max_meters,
             poll_s=self.settings.poll_s,
+            resolve=self._route,
         )
         self.service = HeadendService(self.runner)
         self.publisher = MqttEventPublisher(self.bus, mqtt, clock=self.clock) if mqtt else None
@@ -409,6 +411,23 @@ class HeadEnd:
         self.collections: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._collection_waiters: list[asyncio.Future[dict[str, Any]]] = []
+
+    def _route(self, address: str) -> bool:
+        """Teach the pool a meter (and its channel) added to the archive since it was built."""
+        from .models import Channel, Meter
+
+        with Session(self.engine) as session:
+            meter = session.get(Meter, address)
+            if meter is None:
+                return False
+            channel = session.get(Channel, meter.channel_id)
+            if channel is None:
+                return False
+            if channel.name not in {h.name for h in self.pool.health()}:
+                self.pool.add_channel(channel)
+            self.pool.assign(address, meter.channel_id)
+        log.info("meter %s added to the channel pool (channel %s)", address, channel.name)
+        return True
 
     async def start(self) -> None:
         self.started_at = self.clock.now()

@@ -153,3 +153,19 @@ async def test_the_head_end_collects_daily_at_the_set_time(tmp_path: Path) -> No
         assert data["running"] is False and data["channels"][0]["name"] == "gw"
         assert data["collections"][-1]["day"] == day.isoformat()
         assert data["collections"][-1]["first"]["collected"] == 3
+
+
+async def test_a_meter_added_to_the_archive_while_running_is_reached(tmp_path: Path) -> None:
+    async with headend(tmp_path, count=3, start=False) as he:
+        with he.engine.begin() as c:
+            c.exec_driver_sql("DELETE FROM headend_meter WHERE address = ?", (THIRD,))
+        settings = HeadEndSettings(poll_s=None, status_every_s=3600)
+        head = HeadEnd(he.engine, clock=he.clock, keys=KeyRing(KEY), settings=settings)
+        assert THIRD not in head.pool
+        head.bus.on(he.events.append)
+        async with head:
+            he.runner = head.runner  # drive this head-end's runner
+            he.rig.load_archive(he.engine)  # the meter is imported while the head-end runs
+            event = await he.finish(head.service.trip(THIRD, "arrears"))
+            assert isinstance(event, CommandSucceeded) and event.relay == "open"
+            assert THIRD in head.pool
