@@ -34,13 +34,13 @@ import contextlib
 import inspect
 import logging
 import math
-import time
 from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from time import perf_counter
 from typing import Any, Final, Self
 
 from sqlalchemy import Table, select
@@ -220,7 +220,10 @@ class _Channel:
     def release(self, transport: Transport) -> None:
         """Give a slot back: to the first in line, or to the free list."""
         self.in_flight -= 1
-        self._hand(transport)
+        if self.waiters:
+            self._hand(transport)
+        else:
+            self.free.append(transport)
 
     def _hand(self, transport: Transport) -> None:
         waiters = self.waiters
@@ -402,8 +405,13 @@ class ChannelPool:
         else:
             busy[address] = None
         try:
-            transport = await channel.acquire()
-            start = time.perf_counter()
+            free = channel.free
+            if free and not channel.waiters:  # the common case, without a coroutine
+                transport = free.pop()
+                channel.in_flight += 1
+            else:
+                transport = await channel.acquire()
+            start = perf_counter()
             try:
                 reply = await transport.request(frame, timeout=timeout or self.timeout)
             except ResponseTimeoutError as exc:
@@ -416,11 +424,14 @@ class ChannelPool:
                 channel.release(transport)
             i = channel.latency_count
             latency = channel.latency
-            latency[i % len(latency)] = time.perf_counter() - start
+            latency[i % len(latency)] = perf_counter() - start
             channel.latency_count = i + 1
             return reply
         finally:
-            self._release_meter(address)
+            if busy.get(address) is None:
+                del busy[address]  # nobody waits for the meter
+            else:
+                self._release_meter(address)
 
     @asynccontextmanager
     async def session(self, address: str) -> AsyncIterator[MasterClient]:

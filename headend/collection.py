@@ -271,8 +271,16 @@ class _Missing(Exception):
         self.kind = kind
 
 
-def _ckwh_text(v: int) -> str:
-    return f"{v // 100}.{v % 100:02d}"
+_BLOCK_TEXT: Final = ",".join(["%d.%02d"] * 5)
+"""Five registers in kWh from (whole, hundredths) pairs."""
+_TIME_DI_BYTES: Final = tuple(
+    (_FREEZE_TIME_BASE | n).to_bytes(4, "little") for n in range(MAX_FREEZE_INDEX + 1)
+)
+_FORWARD_DI_BYTES: Final = tuple(
+    (_FORWARD_BASE | n).to_bytes(4, "little") for n in range(MAX_FREEZE_INDEX + 1)
+)
+_FREEZE_TIMES: dict[bytes, datetime] = {}
+"""Freeze-time reply data already decoded (a fleet's freezes share a few times)."""
 
 
 def parse_energy_block(value: str) -> tuple[Decimal, ...]:
@@ -280,11 +288,12 @@ def parse_energy_block(value: str) -> tuple[Decimal, ...]:
     return tuple(Decimal(part) for part in value.split(","))
 
 
-def _freeze_time(raw: bytes, address: str) -> datetime:
-    """A freeze-time value (``mm hh DD MM YY``, low byte first)."""
-    digits = raw[4::-1].hex() if len(raw) == 5 else ""
+def _freeze_time(data: bytes, address: str) -> datetime:
+    """The freeze time of a read reply's data (DI + ``mm hh DD MM YY``, low byte first)."""
+    raw = data[4:]
+    digits = raw[::-1].hex() if len(raw) == 5 else ""
     try:
-        return datetime(
+        when = datetime(
             2000 + int(digits[0:2]),
             int(digits[2:4]),
             int(digits[4:6]),
@@ -295,6 +304,23 @@ def _freeze_time(raw: bytes, address: str) -> datetime:
         raise _Missing(
             "bad-reply", f"meter {address}: freeze time {raw.hex().upper()} is not a valid time"
         ) from None
+    if len(_FREEZE_TIMES) > 4096:
+        _FREEZE_TIMES.clear()
+    _FREEZE_TIMES[data] = when
+    return when
+
+
+def _refused(reply: Frame, address: str, di: int) -> None:
+    """Raise for a reply that is not a normal read reply (ERR 02 as :class:`_NoData`)."""
+    control = reply.control
+    if control == _ABNORMAL:
+        err = reply.data[0] if reply.data else 0
+        if err & ErrorWord.NO_DATA:
+            raise _NoData(f"meter {address} has no data for {format_di(di)} (ERR {err:02X})")
+        raise _Missing("refused", f"meter {address} refused {format_di(di)} (ERR {err:02X})")
+    raise _Missing(
+        "bad-reply", f"meter {address} answered {format_di(di)} with control {control:02X}"
+    )
 
 
 def _energy_block(raw: bytes, address: str) -> list[int]:
@@ -417,32 +443,6 @@ class _Run:
 
     # -- one meter ----------------------------------------------------------------
 
-    async def _read(self, address: str, wire_address: Address, di: int) -> bytes:
-        self.requests += 1
-        try:
-            reply = await self.pool.request(
-                address, Frame(wire_address, _READ, di.to_bytes(4, "little"))
-            )
-        except ResponseTimeoutError:
-            raise _Missing(
-                "timeout", f"no reply from meter {address} within {self.pool.timeout:g} s"
-            ) from None
-        except TransportError as exc:
-            raise _Missing("link", f"meter {address}: {exc}") from None
-        except ChannelError as exc:
-            raise _Missing("unknown-meter", str(exc)) from None
-        control = reply.control
-        if control == _NORMAL:
-            return reply.data[4:]
-        if control == _ABNORMAL:
-            err = reply.data[0] if reply.data else 0
-            if err & ErrorWord.NO_DATA:
-                raise _NoData(f"meter {address} has no data for {format_di(di)} (ERR {err:02X})")
-            raise _Missing("refused", f"meter {address} refused {format_di(di)} (ERR {err:02X})")
-        raise _Missing(
-            "bad-reply", f"meter {address} answered {format_di(di)} with control {control:02X}"
-        )
-
     async def _collect(self, address: str) -> tuple[datetime, list[int]]:
         """The freeze time and forward block of the meter's freeze of the day.
 
@@ -450,8 +450,10 @@ class _Run:
         freeze time found and the day. When the meter has no freeze at the index
         tried (a young meter, or the head-end's clock ahead of the meter's), the
         most recent freeze (index 1) tells where the day's freeze must be.
+        Transport errors propagate (see :meth:`_one`).
         """
         wire_address = str.__new__(Address, address)  # archive addresses are validated
+        request = self.pool.request
         day = self.day
         n = self.hint
         probed = False
@@ -462,15 +464,22 @@ class _Run:
                     f"meter {address} keeps no daily freeze for {day} "
                     f"(it would be freeze {n}; meters keep {MAX_FREEZE_INDEX})",
                 )
-            try:
-                raw = await self._read(address, wire_address, _FREEZE_TIME_BASE | n)
-            except _NoData as exc:
-                if n == 1 or probed:
-                    raise _Missing("no-freeze", f"{exc}: daily freeze {n} was not taken") from None
-                probed = True
-                n = 1  # where is the newest freeze?
-                continue
-            frozen = _freeze_time(raw, address)
+            self.requests += 1
+            reply = await request(address, Frame(wire_address, _READ, _TIME_DI_BYTES[n]))
+            if reply.control != _NORMAL:
+                try:
+                    _refused(reply, address, _FREEZE_TIME_BASE | n)
+                except _NoData as exc:
+                    if n == 1 or probed:
+                        raise _Missing(
+                            "no-freeze", f"{exc}: daily freeze {n} was not taken"
+                        ) from None
+                    probed = True
+                    n = 1  # where is the newest freeze?
+                    continue
+            frozen = _FREEZE_TIMES.get(reply.data)
+            if frozen is None:
+                frozen = _freeze_time(reply.data, address)
             if frozen.date() == day:
                 break
             n += (frozen.date() - day).days
@@ -479,12 +488,14 @@ class _Run:
                 "no-freeze",
                 f"meter {address}: no daily freeze dated {day} (freeze {n} is {frozen})",
             )
-        try:
-            block = _energy_block(
-                await self._read(address, wire_address, _FORWARD_BASE | n), address
-            )
-        except _NoData as exc:
-            raise _Missing("no-freeze", str(exc)) from None
+        self.requests += 1
+        reply = await request(address, Frame(wire_address, _READ, _FORWARD_DI_BYTES[n]))
+        if reply.control != _NORMAL:
+            try:
+                _refused(reply, address, _FORWARD_BASE | n)
+            except _NoData as exc:
+                raise _Missing("no-freeze", str(exc)) from None
+        block = _energy_block(reply.data[4:], address)
         self.hint = n
         return frozen, block
 
@@ -493,6 +504,13 @@ class _Run:
             frozen, block = await self._collect(address)
         except _Missing as exc:
             self._missing(address, exc.kind, str(exc))
+        except ResponseTimeoutError:
+            reason = f"no reply from meter {address} within {self.pool.timeout:g} s"
+            self._missing(address, "timeout", reason)
+        except TransportError as exc:
+            self._missing(address, "link", f"meter {address}: {exc}")
+        except ChannelError as exc:
+            self._missing(address, "unknown-meter", str(exc))
         except (ProtocolError, HeadendError) as exc:  # anything else the codec refuses
             self._missing(address, "bad-reply", f"meter {address}: {exc}")
         else:
@@ -506,7 +524,19 @@ class _Run:
     def _collected(self, address: str, frozen: datetime, block: list[int]) -> None:
         now = self.clock.now()
         day = self.day
-        value = ",".join(map(_ckwh_text, block))
+        b0, b1, b2, b3, b4 = block
+        value = _BLOCK_TEXT % (
+            b0 // 100,
+            b0 % 100,
+            b1 // 100,
+            b1 % 100,
+            b2 // 100,
+            b2 % 100,
+            b3 // 100,
+            b3 % 100,
+            b4 // 100,
+            b4 % 100,
+        )
         self.batch.readings.append(NewReading(address, FORWARD_BLOCK_DI, day, value, block[0], now))
         self.batch.statuses.append((address, day, "collected", None, now, frozen))
         self.collected += 1
