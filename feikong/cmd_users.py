@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -245,6 +246,17 @@ def _filters(
     }
 
 
+def _details(details: Mapping[str, Any]) -> str:
+    """``new=15.50, comment=winter``: the details people read (empty values left out)."""
+    parts = []
+    for key, value in details.items():
+        if value is None or value == "" or value == []:
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        parts.append(f"{key}={text}")
+    return ", ".join(parts)
+
+
 _USER_HELP = "Only entries by this login."
 _ACTION_HELP = "Only this action (a trailing * matches a prefix: settings.*)."
 _TARGET_HELP = "Only this target (a trailing * matches a prefix: operator:*)."
@@ -278,16 +290,9 @@ def audit_list(
     )
     for column in ("#", "when", "who", "action", "target", "details"):
         table.add_column(column, overflow="fold")
-    from prepaid.audit import canonical_json
-
     for e in entries:
         table.add_row(
-            str(e.id),
-            f"{e.at:%Y-%m-%d %H:%M:%S}",
-            e.actor,
-            e.action,
-            e.target,
-            canonical_json(dict(e.details)) if e.details else "",
+            str(e.id), f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.target, _details(e.details)
         )
     console.print(table)
 

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import hmac
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -373,6 +374,39 @@ operator_role_table = sa.Table(
 
 # -- the repository -------------------------------------------------------------------
 
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result")
+
+
+def _records_refusal(
+    action: str,
+) -> Callable[
+    [Callable[Concatenate[Users, str, _Params], _Result]],
+    Callable[Concatenate[Users, str, _Params], _Result],
+]:
+    """Write ``<action>.refused`` (who, whom, why) to the audit log when the change is refused."""
+
+    def wrap(
+        method: Callable[Concatenate[Users, str, _Params], _Result],
+    ) -> Callable[Concatenate[Users, str, _Params], _Result]:
+        @functools.wraps(method)
+        def checked(
+            self: Users, login: str, /, *args: _Params.args, **kwargs: _Params.kwargs
+        ) -> _Result:
+            try:
+                return method(self, login, *args, **kwargs)
+            except UserError as exc:
+                by = kwargs.get("by")
+                actor = by.login if isinstance(by, Operator) else "anonymous"
+                target = f"operator:{login.strip()[:40] or '?'}"
+                self.audit.record(actor, f"{action}.refused", target, {"reason": str(exc)})
+                log.info("%s refused for %s: %s", action, actor, exc)
+                raise
+
+        return checked
+
+    return wrap
+
 
 class Users:
     """The operators of a prepaid database: add, change, authenticate; every change audited."""
@@ -443,6 +477,7 @@ class Users:
 
     # -- changing --------------------------------------------------------------------
 
+    @_records_refusal("users.add")
     def add(
         self,
         login: str,
@@ -551,6 +586,7 @@ class Users:
             .values(updated_at=self.clock.now(), **values)
         )
 
+    @_records_refusal("users.disable")
     def disable(self, login: str, *, by: Operator, reason: str = "") -> Operator:
         """Disable ``login``: it can no longer log in or act. The last admin stays enabled."""
         require(by, Action.MANAGE_USERS)
@@ -568,6 +604,7 @@ class Users:
             )
             return self._existing(conn, login)
 
+    @_records_refusal("users.enable")
     def enable(self, login: str, *, by: Operator) -> Operator:
         require(by, Action.MANAGE_USERS)
         with self.engine.begin() as conn:
@@ -578,6 +615,7 @@ class Users:
             self.audit.record(by, "users.enable", f"operator:{login}", connection=conn)
             return self._existing(conn, login)
 
+    @_records_refusal("users.grant")
     def grant(self, login: str, role: Role | str, *, by: Operator) -> Operator:
         """Give ``login`` the role ``role`` (no change if it has it)."""
         wanted = role if isinstance(role, Role) else parse_role(role)
@@ -593,6 +631,7 @@ class Users:
             )
             return self._existing(conn, login)
 
+    @_records_refusal("users.revoke")
     def revoke(self, login: str, role: Role | str, *, by: Operator) -> Operator:
         """Take ``role`` from ``login``; its last role and the last admin stay."""
         wanted = role if isinstance(role, Role) else parse_role(role)
@@ -626,6 +665,7 @@ class Users:
             )
             return self._existing(conn, login)
 
+    @_records_refusal("users.password")
     def set_password(self, login: str, password: str, *, by: Operator) -> None:
         """A new password for ``login``, set by the operator itself or by an admin."""
         if by.login != login:
@@ -694,7 +734,7 @@ class Users:
                 login,
                 "login",
                 f"operator:{login}",
-                {"rehashed": "password_hash" in values},
+                {"rehashed": True} if "password_hash" in values else {},
                 connection=conn,
             )
             return self._load(conn, [login])[0]

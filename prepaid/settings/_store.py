@@ -19,7 +19,7 @@ from ..users import Action, Operator, PermissionDeniedError, require
 from ._catalog import CATALOG, CONSISTENCY, Level, SettingSpec, spec_of
 from ._defaults import Defaults, load_defaults
 from ._directory import OpenDirectory, Placement, ScopeDirectory
-from ._errors import InconsistentSettingsError, InvalidSettingError
+from ._errors import InconsistentSettingsError, InvalidSettingError, SettingsError
 from ._model import EffectiveSettings, Resolved, Scope, consistency_problems, describe
 from ._snapshot import Override, SettingsSnapshot
 from .tables import setting, setting_change
@@ -101,6 +101,19 @@ class SettingChange:
             "comment": self.comment,
             "changed": self.changed,
         }
+
+
+def _level(level: Level | str, name: str, key: str | None) -> Level:
+    if isinstance(level, Level):
+        return level
+    try:
+        return Level(str(level).strip().lower())
+    except ValueError:
+        raise InvalidSettingError(
+            name,
+            f"{level} {key or ''}".strip(),
+            "expected a level: default, line, area or customer",
+        ) from None
 
 
 def _scope_key(level: Level, key: str | None) -> str:
@@ -503,13 +516,17 @@ class SettingsStore:
         :class:`~prepaid.users.PermissionDeniedError`. ``parents`` names the line and
         area of an area or customer when the directory does not know them.
         """
-        spec = spec_of(name)
-        lvl = Level(level) if not isinstance(level, Level) else level
         try:
-            parsed = spec.kind.parse(value)
-        except ValueError as exc:
-            raise InvalidSettingError(spec.name, describe(lvl, key), str(exc)) from None
-        return self._write(spec, lvl, key, parsed, user=user, comment=comment, parents=parents)
+            spec = spec_of(name)
+            lvl = _level(level, spec.name, key)
+            try:
+                parsed = spec.kind.parse(value)
+            except ValueError as exc:
+                raise InvalidSettingError(spec.name, describe(lvl, key), str(exc)) from None
+            return self._write(spec, lvl, key, parsed, user=user, comment=comment, parents=parents)
+        except (SettingsError, PermissionDeniedError) as exc:
+            self._refused(user, name, level, key, value, exc)
+            raise
 
     def unset(
         self,
@@ -522,6 +539,34 @@ class SettingsStore:
         parents: Scope | None = None,
     ) -> SettingChange:
         """Remove the value set at ``level``/``key``: the scope inherits again."""
-        spec = spec_of(name)
-        lvl = Level(level) if not isinstance(level, Level) else level
-        return self._write(spec, lvl, key, ABSENT, user=user, comment=comment, parents=parents)
+        try:
+            spec = spec_of(name)
+            lvl = _level(level, spec.name, key)
+            return self._write(spec, lvl, key, ABSENT, user=user, comment=comment, parents=parents)
+        except (SettingsError, PermissionDeniedError) as exc:
+            self._refused(user, name, level, key, ABSENT, exc)
+            raise
+
+    def _refused(
+        self,
+        user: Operator,
+        name: str,
+        level: Level | str,
+        key: str | None,
+        value: object,
+        error: Exception,
+    ) -> None:
+        """A refused change is recorded too: who tried what, and why it was refused."""
+        level_text = level.value if isinstance(level, Level) else str(level)
+        self.audit.record(
+            user,
+            "settings.refused",
+            f"setting:{level_text}:{key or '*'}:{name}"[:200],
+            {
+                "name": name,
+                "level": level_text,
+                "key": key,
+                "value": None if value is ABSENT else str(value)[:100],
+                "reason": str(error),
+            },
+        )

@@ -286,20 +286,25 @@ def test_invalid_values_are_refused_naming_setting_and_level(
     key: str | None,
     message: str,
 ) -> None:
-    audit_before = len(store.audit.query())
     with pytest.raises(InvalidSettingError) as caught:
         store.set(name, value, level=level, key=key, user=op)
     assert message in str(caught.value)
     assert caught.value.name == name
     assert store.overrides() == [] and store.history() == []
-    assert len(store.audit.query()) == audit_before
+    assert store.audit.query(action="settings.set") == []
+    # the refusal is recorded: who tried what, and why
+    (refused,) = store.audit.query(action="settings.refused")
+    assert refused.actor == "operator"
+    assert refused.target == f"setting:{level}:{key or '*'}:{name}"
+    assert refused.details["value"] == str(value) and refused.details["reason"] == str(caught.value)
 
 
 def test_unknown_setting(store: SettingsStore, op: Operator) -> None:
     with pytest.raises(UnknownSettingError, match="did you mean 'reminder_amount'"):
         store.set("remind_amount", "10", level="default", user=op)
-    with pytest.raises(ValueError, match="'building' is not a valid Level"):
+    with pytest.raises(InvalidSettingError, match="expected a level: default, line, area"):
         store.set("reminder_amount", "10", level="building", user=op)
+    assert len(store.audit.query(action="settings.refused")) == 2
 
 
 def test_thresholds_must_stay_in_order(store: SettingsStore, op: Operator) -> None:
