@@ -3,7 +3,8 @@
 Each gateway serves a :class:`~meter_sim.fleet.Fleet` of real meters (built by
 :func:`meter_sim.factory.build_meter`) on a loopback port. Between the socket and
 the fleet sits a handler the test controls: :attr:`Gateway.silenced` meters hear
-nothing (as if their link were cut), and :attr:`Gateway.peak` records the most
+nothing (as if their link were cut), :attr:`Gateway.tamper` rewrites a meter's
+replies, and :attr:`Gateway.peak` records the most
 requests the gateway ever had in progress at once (overall and per meter), with
 ``latency`` real seconds of meter answer time so that overlaps can happen.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,6 +47,8 @@ class Gateway:
     per_meter: Counter[str] = field(default_factory=Counter)
     peak_per_meter: int = 0
     handled: Counter[str] = field(default_factory=Counter)
+    tamper: dict[str, Callable[[Frame], Frame]] = field(default_factory=dict)
+    """Meters whose replies are rewritten on the way out (a faulty meter or DTU)."""
 
     async def handle(self, frame: Frame) -> Frame | bytes | None:
         if frame.address in self.silenced:
@@ -58,7 +61,11 @@ class Gateway:
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)  # the meter's answer time
-            return await self.fleet.handle(frame)
+            reply = await self.fleet.handle(frame)
+            tamper = self.tamper.get(frame.address)
+            if tamper is not None and isinstance(reply, Frame):
+                reply = tamper(reply)
+            return reply
         finally:
             self.active -= 1
             self.per_meter[frame.address] -= 1

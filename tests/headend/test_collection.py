@@ -30,6 +30,7 @@ from headend.events import Event, EventBus, ReadingCollected, ReadingMissing
 from meter_sim.config import FaultConfig, MeterConfig
 from protocol import SteppedClock
 from protocol.client import MasterClient
+from protocol.frame import Frame
 from protocol.transport import TcpTransport
 
 from .fleet_rig import Gateway, Rig
@@ -224,6 +225,25 @@ async def test_a_freeze_the_meter_did_not_take_is_missing(rig: Rig, engine: Engi
     status, _, error = statuses(engine, MAR3)["000000000002"]
     assert status == "missing" and error is not None and "05060001" in error
     assert "daily freeze 1 was not taken" in error
+
+
+async def test_a_meter_answering_garbage_is_missing_and_the_others_are_collected(
+    rig: Rig, engine: Engine
+) -> None:
+    gateway = await rig.gateway("dtu", 1, 3)
+    rig.load_archive(engine)
+    rig.clock.set(NOW)
+
+    def not_bcd(reply: Frame) -> Frame:  # the value bytes of every read become FF
+        return reply._replace(data=reply.data[:4] + b"\xff" * (len(reply.data) - 4))
+
+    gateway.tamper["000000000002"] = not_bcd
+    async with ChannelPool.from_archive(engine, clock=rig.clock) as pool:
+        report = await collect_day(engine, pool, MAR3)
+    assert (report.collected, report.reasons) == (2, {"bad-reply": 1})
+    status, _, error = statuses(engine, MAR3)["000000000002"]
+    assert status == "missing"
+    assert error == "meter 000000000002: freeze time FFFFFFFFFF is not a valid time"
 
 
 async def test_only_days_whose_freeze_exists_can_be_collected(rig: Rig, engine: Engine) -> None:
