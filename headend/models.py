@@ -45,6 +45,7 @@ __all__ = [
     "Meter",
     "MeterKind",
     "Reading",
+    "RunnerStatus",
     "metadata",
     "utcnow",
 ]
@@ -206,6 +207,7 @@ class Job(SQLModel, table=True):
         _in("headend_job", "state", JobState),
         Index("ix_headend_job_state_priority", "state", "priority"),
         Index("ix_headend_job_meter_address", "meter_address"),
+        Index("ix_headend_job_state_kind", "state", "kind"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -218,6 +220,24 @@ class Job(SQLModel, table=True):
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
     result: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))
+    # What was asked (e.g. the trip reason), the retry state and the last failure's
+    # short name: the job runner (headend.jobs) resumes from these after a restart.
+    params: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))
+    attempts: int = 0
+    max_attempts: int = 3
+    next_attempt_at: datetime | None = _ts(nullable=True)
+    finished_at: datetime | None = _ts(nullable=True)
+    error: str | None = Field(default=None, max_length=64)
+
+
+class RunnerStatus(SQLModel, table=True):
+    """The last snapshot a running head-end recorded (channel health, queue sizes)."""
+
+    __tablename__ = "headend_runner_status"
+
+    name: str = Field(primary_key=True, max_length=64)
+    data: dict[str, Any] = Field(sa_type=JSON)
+    updated_at: datetime = _ts()
 
 
 class JobAttempt(SQLModel, table=True):
