@@ -316,12 +316,13 @@ class FrameSession:
         logger.debug("%s: connection closed", self.label)
 
     def _on_frame(self, frame: Frame) -> None:
-        task = asyncio.get_running_loop().create_task(self._answer(frame))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.add(asyncio.get_running_loop().create_task(self._answer(frame)))
 
     async def _answer(self, frame: Frame) -> None:
-        answer = await self.server._reply(frame, self.label)
+        try:
+            answer = await self.server._reply(frame, self.label)
+        finally:
+            self._tasks.discard(asyncio.current_task())
         if answer is None or self._closed:
             return
         self._out.append(answer[0])
