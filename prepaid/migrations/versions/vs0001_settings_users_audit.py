@@ -54,7 +54,7 @@ def _append_only(table: str) -> None:
         )
         op.execute(
             f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
-            f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only()"
         )
         op.execute(
             f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
