@@ -97,6 +97,14 @@ _DAYS = sa.Table(
     prefixes=["TEMPORARY"],
 )
 
+_OPENINGS = sa.Table(
+    "temp_prepaid_openings",
+    _temp,
+    sa.Column("account_no", sa.String(32), primary_key=True),
+    sa.Column("balance_fen", sa.BigInteger, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
 
 class BalanceError(LookupError):
     """An account the platform does not know, or a settlement that cannot run yet."""
@@ -167,12 +175,16 @@ def _resolve(connection: Connection, account: int | str) -> tuple[int, str]:
 
 
 def _day_span(connection: Connection, low: int) -> tuple[int, int] | None:
-    """The charge days after ``low`` that exist at all: (first, last), or None."""
-    first, last = connection.execute(
-        sa.select(sa.func.min(_CHARGE.c.day), sa.func.max(_CHARGE.c.day)).where(_CHARGE.c.day > low)
-    ).one()
+    """The charge days after ``low`` that exist at all: (first, last), or None.
+
+    Two seeks on the (day, account) key: the first day after ``low`` and the last day.
+    """
+    first = connection.execute(
+        sa.select(_CHARGE.c.day).where(_CHARGE.c.day > low).order_by(_CHARGE.c.day).limit(1)
+    ).scalar()
     if first is None:
         return None
+    last = connection.execute(sa.select(sa.func.max(_CHARGE.c.day))).scalar_one()
     return int(first), int(last)
 
 
@@ -538,10 +550,26 @@ def adopt_opening_balances(
     Set-based, for ``account_ids`` or every account; accounts already in the ledger are
     left alone; returns how many were brought in.
     """
+    statement = _statement(_OPENING, account_ids is not None)
+    params = {"low": 0, "upto": _ALWAYS}
+    if ledger.engine is engine:  # the ledger is in this database: all in SQL
+        with engine.begin() as connection, _selection(connection, account_ids) as low:
+            _OPENINGS.create(connection, checkfirst=True)
+            connection.execute(sa.delete(_OPENINGS))
+            connection.execute(
+                sa.insert(_OPENINGS).from_select(
+                    ["account_no", "balance_fen"],
+                    statement.columns(sa.column("customer_no"), sa.column("fen"))
+                    .subquery()
+                    .select(),
+                ),
+                {**params, "low": low},
+            )
+            opened = ledger.open_balances_from(connection, _OPENINGS)
+            connection.execute(sa.delete(_OPENINGS))
+        return opened
     with engine.begin() as connection, _selection(connection, account_ids) as low:
-        rows = connection.execute(
-            _statement(_OPENING, account_ids is not None), {"low": low, "upto": _ALWAYS}
-        )
+        rows = connection.execute(statement, {**params, "low": low})
         pairs = [(str(no), int(fen)) for no, fen in rows]
     return ledger.open_balances(pairs) if pairs else 0
 

@@ -19,7 +19,9 @@ The rules live in a TOML file (a ``[timely]`` table) or a :class:`TimelyRules`; 
 default is in :class:`TimelyRules`. A bad value is refused with a message naming the
 key and what is expected. Selection is one set-based SQL statement over every active
 account (SQLite or PostgreSQL); the selected accounts are then rated with the rating's
-``rate_accounts`` in chunks.
+``rate_accounts`` in chunks. The real-time balance is the rating state's copy
+(``prepaid_rating_state.balance_fen``), which rating, payments and refunds keep equal
+to CIS − unsettled (:mod:`prepaid.balance`; ``feikong cis sync`` checks and repairs).
 
 Example ``timely.toml``::
 
@@ -49,7 +51,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from protocol.clock import Clock, RealClock
 
-from .balance import settled_floor
 from .cis import format_fen
 from .models import day_number
 
@@ -291,14 +292,7 @@ def _day_as_date(connection: Connection, column: str) -> str:
 
 
 _SELECT: Final = """
-WITH unsettled AS (
-    SELECT ch.account_id AS account_id, SUM(ch.amount_fen) AS unsettled_fen
-    FROM prepaid_charge ch
-    LEFT JOIN prepaid_cis_settled s ON s.account_id = ch.account_id
-    WHERE ch.day > :low AND ch.day > COALESCE(s.through_day, -1)
-    GROUP BY ch.account_id
-),
-cost AS (
+WITH cost AS (
     SELECT account_id, SUM(amount_fen) AS cost_fen
     FROM prepaid_charge
     WHERE day >= :cost_from AND day < :today
@@ -307,12 +301,10 @@ cost AS (
 money AS (
     SELECT a.id AS account_id, a.meter_address AS meter_address,
            rs.reading_day AS reading_day,
-           COALESCE(c.balance_fen, 0) - COALESCE(u.unsettled_fen, 0) AS realtime_fen,
+           rs.balance_fen AS realtime_fen,
            COALESCE(k.cost_fen, 0) AS cost_fen
     FROM prepaid_account a
     JOIN prepaid_rating_state rs ON rs.account_id = a.id
-    LEFT JOIN prepaid_cis_account c ON c.account_no = a.customer_no
-    LEFT JOIN unsettled u ON u.account_id = a.id
     LEFT JOIN cost k ON k.account_id = a.id
     WHERE a.active = :active
 ),
@@ -358,11 +350,9 @@ def select_accounts(engine: Engine | Connection, rules: TimelyRules, day: date) 
         sa.column("rules", sa.Integer),
         sa.column("newest", sa.Date),
     )
-    low = settled_floor(connection)
     rows = connection.execute(
         statement,
         {
-            "low": low,
             "cost_from": today - rules.average_days,
             "today": today,
             "active": True,

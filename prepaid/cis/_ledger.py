@@ -442,6 +442,53 @@ class LedgerCis:
         ]
         return self._bulk(MovementKind.OPENING, rows)[0]
 
+    def open_balances_from(self, connection: Connection, source: sa.Table) -> int:
+        """Like :meth:`open_balances`, set-based inside ``connection``'s transaction.
+
+        ``source`` is a (temporary) table of ``account_no`` and ``balance_fen`` in the
+        ledger's own database; its rows for accounts already in the ledger are deleted,
+        the others are opened with three ``INSERT … SELECT`` statements. Returns how
+        many accounts were opened.
+        """
+        now = self.clock.now()
+        connection.execute(
+            sa.delete(source).where(
+                source.c.account_no.in_(sa.select(account.c.account_no).scalar_subquery())
+            )
+        )
+        opened = connection.execute(sa.select(sa.func.count()).select_from(source)).scalar_one()
+        connection.execute(
+            sa.insert(account).from_select(
+                ["account_no", "balance_fen", "updated_at"],
+                sa.select(source.c.account_no, source.c.balance_fen, sa.literal(now, sa.DateTime)),
+            )
+        )
+        connection.execute(
+            sa.insert(movement).from_select(
+                [
+                    "account_no",
+                    "kind",
+                    "operation_id",
+                    "amount_fen",
+                    "balance_after_fen",
+                    "occurred_at",
+                    "recorded_at",
+                    "source",
+                ],
+                sa.select(
+                    source.c.account_no,
+                    sa.literal(MovementKind.OPENING.value),
+                    sa.literal("opening:") + source.c.account_no,
+                    source.c.balance_fen,
+                    source.c.balance_fen,
+                    sa.literal(now, sa.DateTime),
+                    sa.literal(now, sa.DateTime),
+                    sa.literal("opening balance"),
+                ),
+            )
+        )
+        return int(opened)
+
     def _bulk(
         self, kind: MovementKind, rows: Sequence[tuple[str, str, int, str]]
     ) -> tuple[int, int]:

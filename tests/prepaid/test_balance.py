@@ -208,6 +208,13 @@ def test_opening_balances_of_the_rating_state_are_adopted_by_the_ledger(
     }
     assert [b.realtime_fen for b in realtime_balances(engine).values()] == [1_000, 1_700]
     assert sync_balances(engine) == 0
+    (opening,) = ledger.movements("3300000002")
+    assert (opening.kind, opening.operation_id, opening.amount_fen) == (
+        MovementKind.OPENING,
+        "opening:3300000002",
+        2_000,
+    )
+    assert ledger.audit() == []
 
 
 def test_an_unknown_account_is_named(engine: Engine) -> None:

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from headend.readings import NewReading, store_readings
-from prepaid.balance import settle_charges
+from prepaid.balance import settle_charges, sync_balances
 from prepaid.cis import LedgerCis
+from prepaid.cis.payments import PaymentService
 from prepaid.models import Account, RatingState, day_number
 from prepaid.timely import (
     DAILY_READING_DI,
@@ -98,6 +99,8 @@ def build_population(engine: Engine, ledger: LedgerCis) -> dict[str, int]:
             NewReading(addresses["comfortable"], 0x00010000, TODAY, Decimal("5.00"), 500),
         ],
     )
+    # the rating state's copy of the real-time balance, as rating and payments keep it
+    assert sync_balances(engine) == 9
     return ids
 
 
@@ -208,3 +211,12 @@ def test_a_broken_rules_file_names_the_file(tmp_path: Path) -> None:
     path.write_text("[timely]\naverage_days = 100\n", "utf-8")
     with pytest.raises(TimelyError, match=r"t\.toml: timely\.average_days"):
         load_rules(path)
+
+
+def test_a_payment_takes_an_account_out_of_the_selection_at_once(
+    engine: Engine, ledger: LedgerCis, clock: SteppedClock, population: dict[str, int]
+) -> None:
+    PaymentService(engine, ledger, clock=clock).pay("3300000004", 2_000, "P-LOW")
+    chosen = select_accounts(engine, TimelyRules(), TODAY)
+    assert population["low"] not in chosen.account_ids  # 5.00 + 20.00 is above 10.00
+    assert population["negative"] in chosen.account_ids
