@@ -17,6 +17,8 @@ from meter_sim.scenario import FleetSpec
 from protocol.errors import ResponseTimeoutError
 from protocol.frame import Frame
 from protocol.messages import ReadReply, ReadRequest, decode_message, to_frame
+from protocol.transport import MqttFrameServer
+from tests.conftest import Mosquitto
 from tests.protocol.transport.conftest import PtyNullModem
 
 from .fleet_rig import KEY, Rig
@@ -157,3 +159,25 @@ async def test_a_serial_bus_carries_one_request_at_a_time(engine: Engine) -> Non
         assert health.kind == "serial" and health.concurrency == 1 and health.replies == 3
     finally:
         modem.close()
+
+
+async def test_an_mqtt_channel_reaches_meters_through_a_real_broker(
+    engine: Engine, mosquitto: Mosquitto, mqtt_prefix: str
+) -> None:
+    configs = FleetSpec(first_address=301, count=3, seed=3).configs()
+    fleet = Fleet(configs, Rig().clock, master_key=KEY)
+    addresses = [str(a) for a in fleet.addresses]
+    async with MqttFrameServer(fleet.handle, mosquitto.host, mosquitto.port, mqtt_prefix):
+        csv = (
+            "record,name,kind,host,port,mqtt_topic,concurrency,address,meter_number,channel,"
+            f"breaker_type\nchannel,broker,mqtt,{mosquitto.host},{mosquitto.port},"
+            f"{mqtt_prefix},2,,,,\n"
+        )
+        csv += "".join(f"meter,,remote,,,,,{a},{a},broker,internal\n" for a in addresses)
+        assert not import_archive(engine, io.StringIO(csv)).errors
+        async with ChannelPool.from_archive(engine) as pool:
+            replies = await asyncio.gather(*(pool.request(a, read(a)) for a in addresses))
+            (health,) = pool.health()
+    assert all(answered(r, a) for r, a in zip(replies, addresses, strict=True))
+    assert health.kind == "mqtt" and health.url == f"{mosquitto.url}/{mqtt_prefix}"
+    assert (health.concurrency, health.replies) == (2, 3)
