@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -114,6 +114,13 @@ def _level(level: Level | str, name: str, key: str | None) -> Level:
             f"{level} {key or ''}".strip(),
             "expected a level: default, line, area or customer",
         ) from None
+
+
+def _same(old: Any, new: Any) -> bool:
+    """No change: both absent, or both present and equal (``None`` is a value)."""
+    if old is ABSENT or new is ABSENT:
+        return old is new
+    return bool(old == new)
 
 
 def _scope_key(level: Level, key: str | None) -> str:
@@ -381,13 +388,13 @@ class SettingsStore:
     def _check_consistency(
         self,
         conn: Connection,
-        spec: SettingSpec,
+        changes: list[tuple[SettingSpec, Any]],
         level: Level,
         key: str | None,
-        new: Any,
         scope: Scope,
     ) -> None:
-        if spec.name not in _CONSISTENCY_NAMES:
+        changed = [(spec, new) for spec, new in changes if spec.name in _CONSISTENCY_NAMES]
+        if not changed:
             return
         rows = self._overrides(
             conn,
@@ -396,14 +403,15 @@ class SettingsStore:
             ),
         )
         skey = _scope_key(level, key)
-        rows = [r for r in rows if not (r[0] is level and r[1] == skey and r[2] == spec.name)]
-        if new is not ABSENT:
-            rows.append((level, skey, spec.name, new))
+        names = {spec.name for spec, _ in changed}
+        rows = [r for r in rows if not (r[0] is level and r[1] == skey and r[2] in names)]
+        rows += [(level, skey, spec.name, new) for spec, new in changed if new is not ABSENT]
         snap = SettingsSnapshot(self.defaults, rows)
+        name = ", ".join(spec.name for spec, _ in changed)
         where = describe(level, key)
         problems = consistency_problems(snap.resolved_all(scope))
         if problems:
-            raise InconsistentSettingsError(spec.name, where, problems[0][1])
+            raise InconsistentSettingsError(name, where, problems[0][1])
         # Scopes below this one that have values of their own must stay consistent too.
         seen = {scope}
         for below_level in Level:
@@ -417,84 +425,125 @@ class SettingsStore:
                 seen.add(below)
                 problems = consistency_problems(snap.resolved_all(below))
                 if problems:
-                    raise InconsistentSettingsError(
-                        spec.name, where, f"for {below}: {problems[0][1]}"
-                    )
+                    raise InconsistentSettingsError(name, where, f"for {below}: {problems[0][1]}")
 
     def _write(
         self,
-        spec: SettingSpec,
+        changes: list[tuple[SettingSpec, Any]],
         level: Level,
         key: str | None,
-        new: Any,
         *,
         user: Operator,
         comment: str,
         parents: Scope | None,
-    ) -> SettingChange:
-        placement = self._place(spec, level, key, parents)
-        self._authorise(user, spec, level, placement)
+    ) -> list[SettingChange]:
+        """Apply ``changes`` (setting, new value or ABSENT) at one level and key, atomically."""
+        placement = None
+        for spec, _ in changes:
+            placement = self._place(spec, level, key, parents)
+            self._authorise(user, spec, level, placement)
+        assert placement is not None, "no change given"
         skey = _scope_key(level, key)
         now = self.clock.now()
+        out: list[SettingChange] = []
         with self.engine.begin() as conn:
-            where_row = sa.and_(
-                setting.c.level == level.value,
-                setting.c.scope_key == skey,
-                setting.c.name == spec.name,
-            )
-            row = conn.execute(sa.select(setting.c.value).where(where_row)).first()
-            old = ABSENT if row is None else spec.kind.load(row.value)
-            if old is new or (old is not ABSENT and new is not ABSENT and old == new):
-                return SettingChange(
-                    spec, level, key or None, old, new, now, user.login, comment, changed=False
-                )
-            self._check_consistency(conn, spec, level, key, new, placement.scope)
-            if new is ABSENT:
-                conn.execute(sa.delete(setting).where(where_row))
-            elif row is None:
-                conn.execute(
-                    sa.insert(setting).values(
-                        level=level.value,
-                        scope_key=skey,
-                        name=spec.name,
-                        value=spec.kind.dump(new),
-                        updated_at=now,
-                        updated_by=user.login,
+            olds: dict[str, Any] = {}
+            for spec, _ in changes:
+                row = conn.execute(
+                    sa.select(setting.c.value).where(
+                        setting.c.level == level.value,
+                        setting.c.scope_key == skey,
+                        setting.c.name == spec.name,
                     )
+                ).first()
+                olds[spec.name] = ABSENT if row is None else spec.kind.load(row.value)
+            effective = [(spec, new) for spec, new in changes if not _same(olds[spec.name], new)]
+            self._check_consistency(conn, effective, level, key, placement.scope)
+            for spec, new in changes:
+                old = olds[spec.name]
+                if _same(old, new):
+                    out.append(
+                        SettingChange(
+                            spec,
+                            level,
+                            key or None,
+                            old,
+                            new,
+                            now,
+                            user.login,
+                            comment,
+                            changed=False,
+                        )
+                    )
+                    continue
+                self._store_one(conn, spec, level, skey, old, new, now, user, comment)
+                out.append(
+                    SettingChange(spec, level, key or None, old, new, now, user.login, comment)
                 )
-            else:
-                conn.execute(
-                    sa.update(setting)
-                    .where(where_row)
-                    .values(value=spec.kind.dump(new), updated_at=now, updated_by=user.login)
-                )
+        return out
+
+    def _store_one(
+        self,
+        conn: Connection,
+        spec: SettingSpec,
+        level: Level,
+        skey: str,
+        old: Any,
+        new: Any,
+        now: datetime,
+        user: Operator,
+        comment: str,
+    ) -> None:
+        where_row = sa.and_(
+            setting.c.level == level.value,
+            setting.c.scope_key == skey,
+            setting.c.name == spec.name,
+        )
+        if new is ABSENT:
+            conn.execute(sa.delete(setting).where(where_row))
+        elif old is ABSENT:
             conn.execute(
-                sa.insert(setting_change).values(
-                    at=now,
+                sa.insert(setting).values(
                     level=level.value,
                     scope_key=skey,
                     name=spec.name,
-                    old_value=None if old is ABSENT else spec.kind.dump(old),
-                    new_value=None if new is ABSENT else spec.kind.dump(new),
-                    changed_by=user.login,
-                    comment=comment,
+                    value=spec.kind.dump(new),
+                    updated_at=now,
+                    updated_by=user.login,
                 )
             )
-            self.audit.record(
-                user,
-                "settings.set" if new is not ABSENT else "settings.unset",
-                f"setting:{level.value}:{skey or '*'}:{spec.name}",
-                {
-                    "name": spec.name,
-                    "level": level.value,
-                    "key": key or None,
-                    "old": None if old is ABSENT else spec.kind.show(old),
-                    "new": None if new is ABSENT else spec.kind.show(new),
-                    "comment": comment,
-                },
-                connection=conn,
+        else:
+            conn.execute(
+                sa.update(setting)
+                .where(where_row)
+                .values(value=spec.kind.dump(new), updated_at=now, updated_by=user.login)
             )
-        return SettingChange(spec, level, key or None, old, new, now, user.login, comment)
+        conn.execute(
+            sa.insert(setting_change).values(
+                at=now,
+                level=level.value,
+                scope_key=skey,
+                name=spec.name,
+                old_value=None if old is ABSENT else spec.kind.dump(old),
+                new_value=None if new is ABSENT else spec.kind.dump(new),
+                changed_by=user.login,
+                comment=comment,
+            )
+        )
+        self.audit.record(
+            user,
+            "settings.set" if new is not ABSENT else "settings.unset",
+            f"setting:{level.value}:{skey or '*'}:{spec.name}",
+            {
+                "name": spec.name,
+                "level": level.value,
+                "key": skey or None,
+                "old": None if old is ABSENT else spec.kind.show(old),
+                "new": None if new is ABSENT else spec.kind.show(new),
+                "comment": comment,
+            },
+            connection=conn,
+        )
 
     def set(
         self,
@@ -513,19 +562,44 @@ class SettingsStore:
         value of the setting's type. Refused with :class:`InvalidSettingError` (bad
         value, level not allowed), :class:`InconsistentSettingsError` (reminder below
         dunning below disconnection at this scope or one below it) or
-        :class:`~prepaid.users.PermissionDeniedError`. ``parents`` names the line and
-        area of an area or customer when the directory does not know them.
+        :class:`~prepaid.users.PermissionDeniedError`; a refusal is audited
+        (``settings.refused``). ``parents`` names the line and area of an area or
+        customer when the directory does not know them.
         """
+        return self.set_many(
+            {name: value}, level=level, key=key, user=user, comment=comment, parents=parents
+        )[0]
+
+    def set_many(
+        self,
+        values: Mapping[str, object],
+        *,
+        level: Level | str,
+        key: str | None = None,
+        user: Operator,
+        comment: str = "",
+        parents: Scope | None = None,
+    ) -> list[SettingChange]:
+        """Set several settings at one level and key in one transaction.
+
+        Consistency is checked on the result, so e.g. both thresholds can move below
+        zero together; anything refused leaves every value as it was.
+        """
+        if not values:
+            raise InvalidSettingError("(none)", describe(Level.DEFAULT, None), "no setting given")
         try:
-            spec = spec_of(name)
-            lvl = _level(level, spec.name, key)
-            try:
-                parsed = spec.kind.parse(value)
-            except ValueError as exc:
-                raise InvalidSettingError(spec.name, describe(lvl, key), str(exc)) from None
-            return self._write(spec, lvl, key, parsed, user=user, comment=comment, parents=parents)
+            lvl = _level(level, ", ".join(values), key)
+            changes = []
+            for name, value in values.items():
+                spec = spec_of(name)
+                try:
+                    changes.append((spec, spec.kind.parse(value)))
+                except ValueError as exc:
+                    raise InvalidSettingError(spec.name, describe(lvl, key), str(exc)) from None
+            return self._write(changes, lvl, key, user=user, comment=comment, parents=parents)
         except (SettingsError, PermissionDeniedError) as exc:
-            self._refused(user, name, level, key, value, exc)
+            for name, value in values.items():
+                self._refused(user, name, level, key, value, exc)
             raise
 
     def unset(
@@ -542,7 +616,9 @@ class SettingsStore:
         try:
             spec = spec_of(name)
             lvl = _level(level, spec.name, key)
-            return self._write(spec, lvl, key, ABSENT, user=user, comment=comment, parents=parents)
+            return self._write(
+                [(spec, ABSENT)], lvl, key, user=user, comment=comment, parents=parents
+            )[0]
         except (SettingsError, PermissionDeniedError) as exc:
             self._refused(user, name, level, key, ABSENT, exc)
             raise

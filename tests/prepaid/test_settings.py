@@ -329,6 +329,30 @@ def test_thresholds_must_stay_in_order(store: SettingsStore, op: Operator) -> No
     assert store.resolve(Scope(area="A2")).disconnection_threshold_fen == -5000
 
 
+def test_several_values_change_together(store: SettingsStore, op: Operator) -> None:
+    # one at a time the order matters (see above); together only the result counts
+    changes = store.set_many(
+        {"dunning_threshold": "-10", "disconnection_threshold": "-50", "notification_mode": "sms"},
+        level="area",
+        key="A2",
+        user=op,
+        comment="overdraft for A2",
+    )
+    assert [(c.spec.name, c.new, c.changed) for c in changes] == [
+        ("dunning_threshold", -1000, True),
+        ("disconnection_threshold", -5000, True),
+        ("notification_mode", NotificationMode.SMS, True),
+    ]
+    with pytest.raises(InconsistentSettingsError):
+        store.set_many(
+            {"reminder_amount": "1", "dunning_threshold": "5"}, level="area", key="A2", user=op
+        )
+    effective = store.resolve(Scope(area="A2"))
+    assert (effective.reminder_amount_fen, effective.dunning_threshold_fen) == (2000, -1000)
+    assert len(store.history()) == 3
+    assert len(store.audit.query(action="settings.refused")) == 2
+
+
 def test_a_change_above_may_not_break_a_scope_below(store: SettingsStore, op: Operator) -> None:
     store.set("reminder_amount", "5", level="customer", key="C1", user=op)
     with pytest.raises(InconsistentSettingsError) as caught:
