@@ -399,8 +399,11 @@ def _records_refusal(
                 by = kwargs.get("by")
                 actor = by.login if isinstance(by, Operator) else "anonymous"
                 target = f"operator:{login.strip()[:40] or '?'}"
-                self.audit.record(actor, f"{action}.refused", target, {"reason": str(exc)})
                 log.info("%s refused for %s: %s", action, actor, exc)
+                try:
+                    self.audit.record(actor, f"{action}.refused", target, {"reason": str(exc)})
+                except Exception:  # never hide the refusal behind an audit problem
+                    log.exception("could not audit a refused %s", action)
                 raise
 
         return checked
@@ -684,10 +687,13 @@ class Users:
 
     def _refuse(self, login: str, error: AuthenticationError) -> AuthenticationError:
         actor = login.strip()[:64] or "(empty)"
-        self.audit.record(
-            actor, "login.refused", f"operator:{actor}"[:200], {"reason": error.reason}
-        )
         log.warning("login refused for %r: %s", actor, error.reason)
+        try:
+            self.audit.record(
+                actor, "login.refused", f"operator:{actor}"[:200], {"reason": error.reason}
+            )
+        except Exception:  # never hide the refusal behind an audit problem
+            log.exception("could not audit a refused login")
         return error
 
     def authenticate(self, login: str, password: str) -> Operator:

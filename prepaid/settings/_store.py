@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,8 @@ from ._snapshot import Override, SettingsSnapshot
 from .tables import setting, setting_change
 
 __all__ = ["ABSENT", "SettingChange", "SettingsStore", "StoredSetting"]
+
+log = logging.getLogger(__name__)
 
 
 class _Absent(enum.Enum):
@@ -634,6 +637,21 @@ class SettingsStore:
     ) -> None:
         """A refused change is recorded too: who tried what, and why it was refused."""
         level_text = level.value if isinstance(level, Level) else str(level)
+        log.info("settings change refused for %s: %s", user.login, error)
+        try:
+            self._record_refusal(user, name, level_text, key, value, error)
+        except Exception:  # never hide the refusal behind an audit problem
+            log.exception("could not audit a refused settings change")
+
+    def _record_refusal(
+        self,
+        user: Operator,
+        name: str,
+        level_text: str,
+        key: str | None,
+        value: object,
+        error: Exception,
+    ) -> None:
         self.audit.record(
             user,
             "settings.refused",
