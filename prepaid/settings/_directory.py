@@ -21,7 +21,14 @@ from ._catalog import Level
 from ._errors import SettingsError
 from ._model import Scope
 
-__all__ = ["AccountsDirectory", "OpenDirectory", "Placement", "ScopeDirectory", "UnknownScopeError"]
+__all__ = [
+    "ACCOUNT_TABLES",
+    "AccountsDirectory",
+    "OpenDirectory",
+    "Placement",
+    "ScopeDirectory",
+    "UnknownScopeError",
+]
 
 
 class UnknownScopeError(SettingsError, LookupError):
@@ -75,11 +82,16 @@ _area = sa.table(
 )
 _account = sa.table(
     "prepaid_account",
+    sa.column("id"),
     sa.column("customer_no"),
     sa.column("supply_unit_id"),
     sa.column("feeder_line_id"),
     sa.column("transformer_area_id"),
 )
+
+
+ACCOUNT_TABLES = (_account, _area, _line, _unit)
+"""Light views of the accounts tables (account, area, line, unit) for set-based queries."""
 
 
 class AccountsDirectory:

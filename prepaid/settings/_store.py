@@ -19,7 +19,7 @@ from ..audit import AuditLog
 from ..users import Action, Operator, PermissionDeniedError, require
 from ._catalog import CATALOG, CONSISTENCY, Level, SettingSpec, spec_of
 from ._defaults import Defaults, load_defaults
-from ._directory import OpenDirectory, Placement, ScopeDirectory
+from ._directory import ACCOUNT_TABLES, OpenDirectory, Placement, ScopeDirectory
 from ._errors import InconsistentSettingsError, InvalidSettingError, SettingsError
 from ._model import EffectiveSettings, Resolved, Scope, consistency_problems, describe
 from ._snapshot import Override, SettingsSnapshot
@@ -347,6 +347,33 @@ class SettingsStore:
             raise InvalidSettingError(spec.name, "SQL", "not an amount of money; use sql_value")
         return sa.cast(
             self.sql_value(spec.name, line=line, area=area, customer=customer), sa.BigInteger()
+        )
+
+    def account_values(self, name: str) -> sa.Select[Any]:
+        """``SELECT account_id, value`` of ``name`` for every account (``prepaid_account``).
+
+        Each account's line is its own or its area's. Money settings come as integer
+        fen, the others as their stored text. Join it into a bulk statement (e.g. the
+        daily rating's) with ``.subquery()`` on ``account_id``.
+        """
+        spec = spec_of(name)
+        account, area, line, _ = ACCOUNT_TABLES
+        area_a = area.alias("s_area")
+        own_line = line.alias("s_line1")
+        area_line = line.alias("s_line2")
+        line_code = sa.func.coalesce(own_line.c.code, area_line.c.code)
+        if spec.field.endswith("_fen"):
+            value: ColumnElement[Any] = self.sql_fen(
+                spec.name, line=line_code, area=area_a.c.code, customer=account.c.customer_no
+            )
+        else:
+            value = self.sql_value(
+                spec.name, line=line_code, area=area_a.c.code, customer=account.c.customer_no
+            )
+        return sa.select(account.c.id.label("account_id"), value.label("value")).select_from(
+            account.outerjoin(area_a, area_a.c.id == account.c.transformer_area_id)
+            .outerjoin(own_line, own_line.c.id == account.c.feeder_line_id)
+            .outerjoin(area_line, area_line.c.id == area_a.c.feeder_line_id)
         )
 
     # -- changing --------------------------------------------------------------------

@@ -543,6 +543,25 @@ def test_set_based_sql_equals_one_by_one(
         store.sql_fen("notification_mode", line=None, area=None, customer=people.c.customer)
 
 
+def test_account_values_for_a_bulk_statement(
+    placed: SettingsStore, op: Operator, engine: Engine
+) -> None:
+    placed.set("reminder_amount", "16", level="line", key="L1", user=op)
+    placed.set("reminder_amount", "12", level="area", key="A1", user=op)
+    placed.set("reminder_amount", "3", level="customer", key="C2", user=op)
+    placed.set("notification_mode", "paper", level="line", key="L2", user=op)
+    with engine.connect() as conn:
+        fen: dict[int, int] = dict(conn.execute(placed.account_values("reminder_amount")).all())
+        modes: dict[int, str] = dict(conn.execute(placed.account_values("notification_mode")).all())
+    # accounts 1..3 are C1 (area A1), C2 (A1, own override), C3 (A3 on line L2)
+    assert fen == {1: 1200, 2: 300, 3: 2000}
+    assert modes == {1: "sms", 2: "sms", 3: "paper"}
+    for account_id, customer in ((1, "C1"), (2, "C2"), (3, "C3")):
+        effective = placed.resolve(Scope(customer=customer))
+        assert fen[account_id] == effective.reminder_amount_fen
+        assert modes[account_id] == effective.notification_mode.value
+
+
 # -- protected hours of a customer ---------------------------------------------------------
 
 
