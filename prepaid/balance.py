@@ -34,7 +34,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -265,9 +265,7 @@ FROM {accounts}
 LEFT JOIN prepaid_cis_account c ON c.account_no = a.customer_no
 LEFT JOIN unsettled u ON u.account_id = a.id
 LEFT JOIN prepaid_rating_state rs ON rs.account_id = a.id
-WHERE a.id > :after
-ORDER BY a.id
-LIMIT :limit"""
+ORDER BY a.id"""
 _SYNC: Final = """
 UPDATE prepaid_rating_state SET balance_fen = x.realtime_fen
 FROM (
@@ -353,19 +351,17 @@ def iter_realtime_balances(
 ) -> Iterator[list[RealtimeBalance]]:
     """The real-time balance of ``account_ids`` (all accounts when ``None``), in id order.
 
-    Yields lists of up to ``chunk`` balances; one set-based statement per chunk.
-    Run it inside a transaction when the numbers must be one consistent snapshot.
+    Yields lists of up to ``chunk`` balances, streamed from one set-based statement
+    (the unsettled charges are aggregated once). Run it inside a transaction when the
+    numbers must be one consistent snapshot.
     """
     selected = account_ids is not None
     statement = _statement(_BALANCES, selected)
     with _selection(connection, account_ids) as low:
-        after = -1
-        while True:
-            rows = connection.execute(
-                statement, {"low": low, "upto": _ALWAYS, "after": after, "limit": chunk}
-            ).all()
-            if not rows:
-                return
+        result = connection.execute(
+            statement.execution_options(yield_per=chunk), {"low": low, "upto": _ALWAYS}
+        )
+        for rows in result.partitions(chunk):
             yield [
                 RealtimeBalance(
                     int(r.account_id),
@@ -376,7 +372,6 @@ def iter_realtime_balances(
                 )
                 for r in rows
             ]
-            after = int(rows[-1].account_id)
 
 
 def realtime_balances(
@@ -475,6 +470,16 @@ def settle_charges(
     selected = account_ids is not None
     report = SettlementReport()
     now = (clock or RealClock()).now()
+    if isinstance(cis, LedgerCis) and cis.engine is engine:
+        report = _settle_in_ledger(engine, cis, through, account_ids, now, progress)
+        log.info(
+            "settled charges through %s in the ledger: %d applied, %d already, %s yuan",
+            through,
+            report.applied,
+            report.already,
+            format_fen(report.amount_fen),
+        )
+        return report
     with engine.connect() as connection:
         with connection.begin(), _selection(connection, account_ids) as low:
             rows = connection.execute(
@@ -525,6 +530,143 @@ def settle_charges(
 
 def _compact(day: int) -> str:
     return "start" if day <= 0 else day_date(day).strftime("%Y%m%d")
+
+
+_DUE = sa.Table(
+    "temp_prepaid_settle_due",
+    _temp,
+    sa.Column("account_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("account_no", sa.String(32), nullable=False),
+    sa.Column("settlement_id", sa.String(64), nullable=False),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+_DUE_CHUNK = sa.Table(
+    "temp_prepaid_settle_chunk",
+    _temp,
+    sa.Column("account_no", sa.String(32), primary_key=True),
+    sa.Column("settlement_id", sa.String(64), nullable=False),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+_SETTLE_CHUNK: Final = 200_000
+
+
+def _from_label(connection: Connection) -> str:
+    """SQL for the first unsettled day of ``d`` (its settled-through day) as YYYYMMDD."""
+    if connection.dialect.name == "postgresql":
+        day = "to_char(DATE '1970-01-01' + (d.through_day + 1), 'YYYYMMDD')"
+    else:
+        day = "strftime('%Y%m%d', (d.through_day + 1) * 86400, 'unixepoch')"
+    return f"CASE WHEN d.through_day < 0 THEN 'start' ELSE {day} END"
+
+
+def _settle_in_ledger(
+    engine: Engine,
+    ledger: LedgerCis,
+    through: date,
+    account_ids: Sequence[int] | None,
+    now: datetime,
+    progress: Callable[[int, int], None] | None,
+) -> SettlementReport:
+    """:func:`settle_charges` when the CIS is the built-in ledger in this database.
+
+    The same settlements, ids and watermarks, but set-based: what is due is aggregated
+    once into a temporary table, then settled in chunks of accounts, each chunk one
+    transaction (ledger movements, CIS balances and settled-through days together).
+    """
+    through_no = day_number(through)
+    suffix = ":" + through.strftime("%Y%m%d")
+    report = SettlementReport()
+    with engine.connect() as connection:
+        with connection.begin(), _selection(connection, account_ids) as low:
+            _DUE.create(connection, checkfirst=True)
+            _DUE_CHUNK.create(connection, checkfirst=True)
+            connection.execute(sa.delete(_DUE))
+            due = _statement(_TO_SETTLE, account_ids is not None).columns(
+                sa.column("account_id"),
+                sa.column("customer_no"),
+                sa.column("through_day"),
+                sa.column("amount_fen"),
+            )
+            d = due.subquery("d")
+            connection.execute(
+                sa.insert(_DUE).from_select(
+                    ["account_id", "account_no", "settlement_id", "amount_fen"],
+                    sa.select(
+                        d.c.account_id,
+                        d.c.customer_no,
+                        sa.literal("chg:")
+                        + d.c.customer_no
+                        + sa.literal(":")
+                        + sa.literal_column(_from_label(connection))
+                        + sa.literal(suffix),
+                        d.c.amount_fen,
+                    ),
+                ),
+                {"low": low, "upto": through_no},
+            )
+            first, last, total = connection.execute(
+                sa.select(
+                    sa.func.min(_DUE.c.account_id),
+                    sa.func.max(_DUE.c.account_id),
+                    sa.func.count(),
+                )
+            ).one()
+        if progress is not None:
+            progress(0, int(total))
+        if not total:
+            return report
+        done = 0
+        for lo in range(int(first), int(last) + 1, _SETTLE_CHUNK):
+            hi = lo + _SETTLE_CHUNK - 1
+            in_chunk = _DUE.c.account_id.between(lo, hi)
+            with connection.begin():
+                connection.execute(sa.delete(_DUE_CHUNK))
+                connection.execute(
+                    sa.insert(_DUE_CHUNK).from_select(
+                        ["account_no", "settlement_id", "amount_fen"],
+                        sa.select(_DUE.c.account_no, _DUE.c.settlement_id, _DUE.c.amount_fen).where(
+                            in_chunk, _DUE.c.amount_fen != 0
+                        ),
+                    )
+                )
+                report = report + ledger.settle_from(connection, _DUE_CHUNK, through)
+                upsert: Any = (
+                    postgresql.insert(settled)
+                    if connection.dialect.name == "postgresql"
+                    else sqlite.insert(settled)
+                )
+                connection.execute(
+                    upsert.from_select(
+                        ["account_id", "through_day", "settled_fen", "updated_at"],
+                        sa.select(
+                            _DUE.c.account_id,
+                            sa.literal(through_no, sa.Integer),
+                            _DUE.c.amount_fen,
+                            sa.literal(now, sa.DateTime),
+                        ).where(in_chunk, sa.true()),
+                    ).on_conflict_do_update(
+                        index_elements=[settled.c.account_id],
+                        set_={
+                            "through_day": upsert.excluded.through_day,
+                            "settled_fen": settled.c.settled_fen + upsert.excluded.settled_fen,
+                            "updated_at": upsert.excluded.updated_at,
+                        },
+                        where=settled.c.through_day < upsert.excluded.through_day,
+                    )
+                )
+                done += int(
+                    connection.execute(
+                        sa.select(sa.func.count()).select_from(_DUE).where(in_chunk)
+                    ).scalar_one()
+                )
+            if progress is not None:
+                progress(done, int(total))
+        with connection.begin():
+            connection.execute(sa.delete(_DUE))
+            connection.execute(sa.delete(_DUE_CHUNK))
+    return report
 
 
 # --------------------------------------------------------------------------- opening

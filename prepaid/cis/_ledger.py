@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -488,6 +488,77 @@ class LedgerCis:
             )
         )
         return int(opened)
+
+    def settle_from(
+        self, connection: Connection, source: sa.Table, through: date
+    ) -> SettlementReport:
+        """Like :meth:`settle`, set-based inside ``connection``'s transaction.
+
+        ``source`` is a (temporary) table in the ledger's database with ``account_no``
+        (one row per account), ``settlement_id`` and ``amount_fen``. Rows whose
+        settlement was applied before are removed from it and counted as ``already``;
+        the rest are applied with ``INSERT … SELECT`` and ``UPDATE … FROM``.
+        """
+        now = self.clock.now()
+        total_rows = int(
+            connection.execute(sa.select(sa.func.count()).select_from(source)).scalar_one()
+        )
+        connection.execute(
+            sa.delete(source).where(
+                sa.exists().where(
+                    movement.c.kind == MovementKind.SETTLEMENT.value,
+                    movement.c.operation_id == source.c.settlement_id,
+                )
+            )
+        )
+        applied, amount = connection.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(source.c.amount_fen), 0))
+        ).one()
+        if not applied:
+            return SettlementReport(0, total_rows, 0)
+        connection.execute(
+            sa.insert(account).from_select(
+                ["account_no", "balance_fen", "updated_at"],
+                sa.select(
+                    source.c.account_no, sa.literal(0, sa.BigInteger), sa.literal(now, sa.DateTime)
+                ).where(~sa.exists().where(account.c.account_no == source.c.account_no)),
+            )
+        )
+        before = (
+            sa.select(account.c.balance_fen)
+            .where(account.c.account_no == source.c.account_no)
+            .scalar_subquery()
+        )
+        connection.execute(
+            sa.insert(movement).from_select(
+                [
+                    "account_no",
+                    "kind",
+                    "operation_id",
+                    "amount_fen",
+                    "balance_after_fen",
+                    "occurred_at",
+                    "recorded_at",
+                    "source",
+                ],
+                sa.select(
+                    source.c.account_no,
+                    sa.literal(MovementKind.SETTLEMENT.value),
+                    source.c.settlement_id,
+                    -source.c.amount_fen,
+                    before - source.c.amount_fen,
+                    sa.literal(now, sa.DateTime),
+                    sa.literal(now, sa.DateTime),
+                    sa.literal(f"charges through {through.isoformat()}"),
+                ),
+            )
+        )
+        connection.execute(
+            sa.update(account)
+            .where(account.c.account_no == source.c.account_no)
+            .values(balance_fen=account.c.balance_fen - source.c.amount_fen, updated_at=now)
+        )
+        return SettlementReport(int(applied), total_rows - int(applied), int(amount))
 
     def _bulk(
         self, kind: MovementKind, rows: Sequence[tuple[str, str, int, str]]

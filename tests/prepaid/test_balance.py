@@ -18,6 +18,7 @@ from prepaid.balance import (
     sync_balances,
 )
 from prepaid.cis import LedgerCis, MovementKind
+from prepaid.db import open_database
 from prepaid.models import Charge, RatingState, day_number
 from protocol.clock import SteppedClock
 
@@ -111,9 +112,24 @@ def test_bulk_balances_equal_the_per_account_ones(engine: Engine, population: li
             assert some[ident] == every[ident]
 
 
+@pytest.fixture(params=["ledger", "remote"])
+def cis(
+    request: pytest.FixtureRequest, engine: Engine, clock: SteppedClock, db_url: str
+) -> LedgerCis:
+    """The built-in ledger in this database (settled set-based, in SQL), or the same
+    ledger reached through an engine of its own, as an external CIS would be (settled
+    through the adapter interface, in batches)."""
+    if request.param == "ledger":
+        return LedgerCis(engine, clock=clock)
+    remote = open_database(db_url)
+    request.addfinalizer(remote.dispose)
+    return LedgerCis(remote, clock=clock)
+
+
 def test_settlement_moves_charges_into_the_cis_and_keeps_the_realtime_balance(
-    engine: Engine, ledger: LedgerCis, clock: SteppedClock, population: list[int]
+    engine: Engine, cis: LedgerCis, clock: SteppedClock, population: list[int]
 ) -> None:
+    ledger = cis
     a1 = population[0]
     before = realtime_balances(engine)
     report = settle_charges(engine, ledger, D2, clock=clock)
@@ -139,9 +155,9 @@ def test_settlement_moves_charges_into_the_cis_and_keeps_the_realtime_balance(
 
 
 def test_settling_only_some_accounts(
-    engine: Engine, ledger: LedgerCis, clock: SteppedClock, population: list[int]
+    engine: Engine, cis: LedgerCis, clock: SteppedClock, population: list[int]
 ) -> None:
-    settle_charges(engine, ledger, D3, clock=clock, account_ids=[population[1]])
+    settle_charges(engine, cis, D3, clock=clock, account_ids=[population[1]])
     balances = realtime_balances(engine)
     assert balances[population[1]].unsettled_fen == 0
     assert balances[population[1]].cis_fen == 2_000 - 2_500
@@ -155,26 +171,32 @@ def test_todays_charges_cannot_be_settled(
         settle_charges(engine, ledger, clock.now().date(), clock=clock)
 
 
-def test_a_settlement_cut_short_by_a_crash_is_finished_by_running_it_again(
-    engine: Engine, ledger: LedgerCis, clock: SteppedClock, population: list[int]
+def test_a_settlement_killed_midway_is_finished_by_running_it_again(
+    engine: Engine, cis: LedgerCis, clock: SteppedClock, population: list[int]
 ) -> None:
-    """The CIS took the settlements but the settled-through days were not written."""
-    original = settle_charges.__globals__["_settled_upsert"]
+    """The process dies while writing the settled-through days (the last step)."""
 
-    def crash(connection: object) -> object:
-        raise RuntimeError("killed")
+    def crash(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.startswith("INSERT INTO prepaid_cis_settled"):
+            raise RuntimeError("killed")
 
-    settle_charges.__globals__["_settled_upsert"] = crash
+    sa.event.listen(engine, "before_cursor_execute", crash)
     try:
         with pytest.raises(RuntimeError):
-            settle_charges(engine, ledger, D3, clock=clock)
+            settle_charges(engine, cis, D3, clock=clock)
     finally:
-        settle_charges.__globals__["_settled_upsert"] = original
-    assert ledger.balance("3300000001") == 10_000 - 458  # the CIS has it already
-    again = settle_charges(engine, ledger, D3, clock=clock)
-    assert (again.applied, again.already) == (0, 4)  # nothing deducted twice
+        sa.event.remove(engine, "before_cursor_execute", crash)
+    in_cis = cis.balance("3300000001")
+    if cis.engine is engine:  # one transaction: nothing happened
+        assert in_cis == 10_000
+    else:  # the external CIS took the settlements, the platform did not record them
+        assert in_cis == 10_000 - 458
+    again = settle_charges(engine, cis, D3, clock=clock)
+    assert again.applied + again.already == 4  # nothing deducted twice
+    assert cis.balance("3300000001") == 10_000 - 458
+    assert all(b.unsettled_fen == 0 for b in realtime_balances(engine).values())
     assert realtime_balance(engine, population[0]).realtime_fen == 9_542
-    assert ledger.audit() == []
+    assert cis.audit() == []
 
 
 def test_sync_sets_the_rating_states_copy_to_cis_minus_unsettled(
