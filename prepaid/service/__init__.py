@@ -1,0 +1,1 @@
+"""Customer service (客户服务) and the notification workflows' shared parts."""
