@@ -55,6 +55,7 @@ def _register() -> None:
         cmd_messages,
         cmd_meter_sim,
         cmd_protocol,
+        cmd_rating,
         cmd_settings,
         cmd_tariff,
         cmd_users,
@@ -75,9 +76,11 @@ def _register() -> None:
     cmd_cis.register(app)
     cmd_settings.register(app)
     cmd_users.register(app)
+    cmd_rating.register(app)
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)
     cmd_bench_reads.register(bench_app)
+    cmd_rating.register_bench(bench_app)
     cmd_settings.register_bench(bench_app)
 
 
