@@ -434,6 +434,106 @@ def timely_command(
         )
 
 
+def bench_command(
+    accounts: int = typer.Option(100_000, "--accounts", help="Accounts to generate."),
+    days: int = typer.Option(8, "--days", help="Days of readings; all but the first rated."),
+    payments: int = typer.Option(20, "--payments", help="Payments timed one by one."),
+    db: str | None = typer.Option(
+        None, "--db", help="Empty database URL (default: a temporary SQLite file)."
+    ),
+    as_json: bool = _json_option(),
+) -> None:
+    """Benchmark the CIS side at scale; prints key=value figures.
+
+    Generates a population (``feikong generate``), rates ``days - 1`` days, then times:
+    opening the ledger (adopt), the bulk real-time balance of every account, the sync
+    check, the timely-rating selection, single payments (credit + re-rating) and the
+    settlement of every account.
+    """
+    import resource
+    import statistics
+    import tempfile
+    import time
+    from datetime import datetime, timedelta
+
+    from prepaid.balance import (
+        adopt_opening_balances,
+        iter_realtime_balances,
+        settle_charges,
+        sync_balances,
+    )
+    from prepaid.cis import LedgerCis
+    from prepaid.cis.payments import PaymentService
+    from prepaid.generate import GenerateError, GenerateOptions, generate
+    from prepaid.rating import rate_day
+    from prepaid.timely import TimelyRules, select_accounts
+    from protocol.clock import SteppedClock
+
+    if accounts < 1 or days < 2 or payments < 1:
+        fail("--accounts ≥ 1, --days ≥ 2 and --payments ≥ 1, please", 2)
+    workdir = None
+    if db is None:
+        workdir = tempfile.TemporaryDirectory(prefix="feikong-cis-bench-")
+        db = f"sqlite:///{workdir.name}/bench.db"
+    figures: dict[str, Any] = {"accounts": accounts, "days": days}
+
+    def lap(name: str, started: float) -> float:
+        figures[name] = round(time.perf_counter() - started, 3)
+        if not as_json and err_console.is_terminal:
+            err_console.print(f"{name}={figures[name]}", highlight=False)
+        return float(figures[name])
+
+    try:
+        engine = _open(db)
+        start = datetime(2026, 1, 1)
+        t = time.perf_counter()
+        try:
+            generate(engine, GenerateOptions(customers=accounts, days=days, start=start.date()))
+        except GenerateError as exc:
+            fail(str(exc), 2)
+        for d in range(1, days):
+            rate_day(engine, start.date() + timedelta(days=d))
+        lap("setup_s", t)
+        ledger = LedgerCis(engine)
+        t = time.perf_counter()
+        adopt_opening_balances(engine, ledger)
+        lap("adopt_s", t)
+        t = time.perf_counter()
+        with engine.connect() as connection:
+            counted = sum(len(c) for c in iter_realtime_balances(connection))
+        seconds = lap("bulk_realtime_s", t)
+        figures["bulk_realtime_per_s"] = int(counted / max(seconds, 1e-9))
+        t = time.perf_counter()
+        figures["sync_corrected"] = sync_balances(engine)
+        lap("sync_s", t)
+        clock = SteppedClock(start + timedelta(days=days, hours=10))
+        t = time.perf_counter()
+        selection = select_accounts(engine, TimelyRules(), clock.now().date())
+        lap("timely_select_s", t)
+        figures["timely_selected"] = len(selection.account_ids)
+        service = PaymentService(engine, ledger, clock=clock)
+        step = max(1, accounts // payments)
+        latencies = []
+        for i in range(payments):
+            number = f"33{1 + i * step:08d}"
+            latencies.append(service.pay(number, 10_000, f"BENCH-{i}").elapsed_s)
+        figures["pay_p50_ms"] = round(statistics.median(latencies) * 1000, 1)
+        figures["pay_max_ms"] = round(max(latencies) * 1000, 1)
+        t = time.perf_counter()
+        settle_charges(engine, ledger, clock.now().date() - timedelta(days=1), clock=clock)
+        lap("settle_s", t)
+        figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        engine.dispose()
+    finally:
+        if workdir is not None:
+            workdir.cleanup()
+    if as_json:
+        print_json(figures)
+        return
+    for key, value in figures.items():
+        console.print(f"{key}={value}", highlight=False)
+
+
 cis_app.command("pay")(pay_command)
 cis_app.command("refund")(refund_command)
 cis_app.command("import")(import_command)
@@ -442,6 +542,7 @@ cis_app.command("settle")(settle_command)
 cis_app.command("sync")(sync_command)
 cis_app.command("audit")(audit_command)
 cis_app.command("timely")(timely_command)
+cis_app.command("bench")(bench_command)
 
 
 def register(app: typer.Typer) -> None:

@@ -158,3 +158,15 @@ def test_timely_dry_run_counts_per_rule(db: str, tmp_path: Path) -> None:
     refused = runner.invoke(app, ["cis", "timely", "--rules", str(bad), "--db", db])
     assert refused.exit_code == 2
     assert "average_days: expected 1 to 90 days" in refused.output
+
+
+def test_bench_prints_figures_and_the_rating_keeps_balances_in_step(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["cis", "bench", "--accounts", "300", "--days", "3", "--payments", "3", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    for key in ("adopt_s", "bulk_realtime_per_s", "timely_select_s", "pay_p50_ms", "settle_s"):
+        assert data[key] >= 0
+    # after two days of rating, every stored real-time balance is CIS − unsettled already
+    assert data["sync_corrected"] == 0
