@@ -68,6 +68,7 @@ __all__ = [
     "settle_charges",
     "settled_floor",
     "sync_balances",
+    "write_lock",
 ]
 
 log = logging.getLogger(__name__)
@@ -308,6 +309,19 @@ def _lowest_through(connection: Connection, selected: bool) -> int:
     return int(low)
 
 
+def write_lock(connection: Connection) -> None:
+    """Make the transaction just begun on ``connection`` a writer from its start.
+
+    SQLite only (``BEGIN IMMEDIATE``): a transaction that reads and then writes would
+    otherwise fail at once with "database is locked" when another connection wrote in
+    between; taking the write lock first makes it wait its turn (the busy timeout)
+    instead. Call it first thing in ``with connection.begin():``. PostgreSQL needs
+    nothing (row locks).
+    """
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def settled_floor(connection: Connection) -> int:
     """The lowest settled-through day over all accounts (−1 if one never settled).
 
@@ -399,6 +413,7 @@ def sync_balances(engine: Engine | Connection, account_ids: Sequence[int] | None
     """
     if isinstance(engine, Engine):
         with engine.begin() as connection:
+            write_lock(connection)
             return sync_balances(connection, account_ids)
     with _selection(engine, account_ids) as low:
         result = engine.execute(
@@ -622,6 +637,7 @@ def _settle_in_ledger(
             hi = lo + _SETTLE_CHUNK - 1
             in_chunk = _DUE.c.account_id.between(lo, hi)
             with connection.begin():
+                write_lock(connection)
                 connection.execute(sa.delete(_DUE_CHUNK))
                 connection.execute(
                     sa.insert(_DUE_CHUNK).from_select(
@@ -695,25 +711,35 @@ def adopt_opening_balances(
     statement = _statement(_OPENING, account_ids is not None)
     params = {"low": 0, "upto": _ALWAYS}
     if ledger.engine is engine:  # the ledger is in this database: all in SQL
-        with engine.begin() as connection, _selection(connection, account_ids) as low:
-            _OPENINGS.create(connection, checkfirst=True)
-            connection.execute(sa.delete(_OPENINGS))
-            connection.execute(
-                sa.insert(_OPENINGS).from_select(
-                    ["account_no", "balance_fen"],
-                    statement.columns(sa.column("customer_no"), sa.column("fen"))
-                    .subquery()
-                    .select(),
-                ),
-                {**params, "low": low},
-            )
-            opened = ledger.open_balances_from(connection, _OPENINGS)
-            connection.execute(sa.delete(_OPENINGS))
-        return opened
+        with engine.begin() as connection:
+            write_lock(connection)
+            return _adopt_in_ledger(connection, ledger, statement, params, account_ids)
     with engine.begin() as connection, _selection(connection, account_ids) as low:
         rows = connection.execute(statement, {**params, "low": low})
         pairs = [(str(no), int(fen)) for no, fen in rows]
     return ledger.open_balances(pairs) if pairs else 0
+
+
+def _adopt_in_ledger(
+    connection: Connection,
+    ledger: LedgerCis,
+    statement: sa.TextClause,
+    params: dict[str, int],
+    account_ids: Sequence[int] | None,
+) -> int:
+    with _selection(connection, account_ids) as low:
+        _OPENINGS.create(connection, checkfirst=True)
+        connection.execute(sa.delete(_OPENINGS))
+        connection.execute(
+            sa.insert(_OPENINGS).from_select(
+                ["account_no", "balance_fen"],
+                statement.columns(sa.column("customer_no"), sa.column("fen")).subquery().select(),
+            ),
+            {**params, "low": low},
+        )
+        opened = ledger.open_balances_from(connection, _OPENINGS)
+        connection.execute(sa.delete(_OPENINGS))
+    return opened
 
 
 # --------------------------------------------------------------------------- posting

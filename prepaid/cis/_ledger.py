@@ -145,6 +145,20 @@ class LedgerCis:
             row = connection.execute(query).first()
         return None if row is None else _movement(row)
 
+    def known(self, account_nos: Iterable[str]) -> set[str]:
+        """The account numbers among ``account_nos`` that the ledger has (ever moved money on)."""
+        numbers = list(dict.fromkeys(check_account_no(n) for n in account_nos))
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for start in range(0, len(numbers), _LOOKUP_BATCH):
+                chunk = numbers[start : start + _LOOKUP_BATCH]
+                found.update(
+                    connection.execute(
+                        sa.select(account.c.account_no).where(account.c.account_no.in_(chunk))
+                    ).scalars()
+                )
+        return found
+
     def movements(self, account_no: str, *, limit: int | None = None) -> list[Movement]:
         number = check_account_no(account_no)
         query = (

@@ -190,9 +190,13 @@ class PaymentService:
             raise error
         return found
 
-    def _adopt(self, ids: Sequence[int]) -> None:
-        if isinstance(self.cis, LedgerCis) and self.cis.engine is self.engine:
-            adopt_opening_balances(self.engine, self.cis, ids)
+    def _adopt(self, ids: Sequence[int], numbers: Sequence[str]) -> None:
+        """Open the accounts the built-in ledger has never seen (a cheap check first)."""
+        if not (isinstance(self.cis, LedgerCis) and self.cis.engine is self.engine):
+            return
+        if len(numbers) <= 900 and self.cis.known(numbers) >= set(numbers):
+            return
+        adopt_opening_balances(self.engine, self.cis, ids)
 
     def _rerate(self, ids: Sequence[int], day: date) -> str | None:
         try:
@@ -226,7 +230,7 @@ class PaymentService:
         ident = self._account_id(
             account_no, kind="payment", operation_id=payment_id, amount=amount_fen
         )
-        self._adopt([ident])
+        self._adopt([ident], [check_account_no(account_no)])
         receipt = self.cis.pay(account_no, amount_fen, payment_id, paid_at=paid_at, source=source)
         day = self.clock.now().date()
         (posted,) = post_receipts(self.engine, [(receipt, ident)], clock=self.clock)
@@ -268,7 +272,7 @@ class PaymentService:
         ident = self._account_id(
             account_no, kind="refund", operation_id=refund_id, amount=amount_fen
         )
-        self._adopt([ident])
+        self._adopt([ident], [check_account_no(account_no)])
         before = realtime_balance(self.engine, ident)
         already = self.cis.find(MovementKind.REFUND, refund_id)
         if already is None and amount_fen > before.realtime_fen:
@@ -310,7 +314,7 @@ class PaymentService:
         def known(numbers: list[str]) -> set[str]:
             with self.engine.connect() as connection:
                 ids_by_no.update(account_ids(connection, numbers))
-            self._adopt(sorted(ids_by_no.values()))
+            self._adopt(sorted(ids_by_no.values()), sorted(ids_by_no))
             return set(ids_by_no)
 
         report = _import(self.cis, source, known_accounts=known, progress=progress)

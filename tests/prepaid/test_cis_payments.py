@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -186,3 +187,33 @@ def test_an_account_new_to_the_ledger_is_opened_with_its_stored_balance(
     assert outcome.balance.cis_fen == 830  # 7.30 opening + 1.00
     assert outcome.balance.realtime_fen == outcome.balance.stored_fen == 830
     assert [m.kind.value for m in ledger.movements("3300000007")] == ["payment", "opening"]
+
+
+def test_concurrent_twins_through_the_service_credit_and_post_once(
+    engine: Engine, ledger: LedgerCis, clock: SteppedClock, rated: int
+) -> None:
+    """Four threads send the same payment at once (a double-click, a retrying gateway)."""
+    events: list[PaymentEvent] = []
+    service = PaymentService(engine, ledger, clock=clock, on_payment=[events.append])
+    barrier = threading.Barrier(4)
+    outcomes = []
+    errors: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            barrier.wait()
+            outcomes.append(service.pay("3300000001", 5_000, "P-TWIN"))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sum(not o.receipt.duplicate for o in outcomes) == 1
+    assert len(events) == 1
+    final = realtime_balance(engine, rated)
+    assert final.realtime_fen == final.stored_fen == 500 + 5_000 - 1_040
+    assert ledger.balance("3300000001") == 5_500
