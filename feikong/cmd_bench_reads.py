@@ -119,14 +119,13 @@ def register(bench_app: typer.Typer) -> None:
 def reads_command(
     meters: Annotated[int, typer.Option("--meters", min=1, help="Meters in the fleet.")] = 10000,
     pipeline: Annotated[
-        int | None,
+        int,
         typer.Option(
             "--pipeline",
             min=1,
-            help="Requests per TCP connection (default: all of --concurrency on one "
-            "connection if the transport pipelines, else one connection per request).",
+            help="Requests in flight per TCP connection (1: a connection per request).",
         ),
-    ] = None,
+    ] = 32,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, help="Requests in flight per gateway.")
     ] = 256,
