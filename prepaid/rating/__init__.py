@@ -19,9 +19,11 @@ from ._compute import (
     ChunkPlan,
     ClosingCharge,
     RatingOptions,
+    TouArrays,
     TouState,
     period_of_day,
     plan_chunk,
+    rate_one,
 )
 from ._errors import RatingRunError
 from ._registers import DAILY_FORWARD_DI, TOU_REGISTER_ORDER, parse_rate_registers
@@ -39,10 +41,12 @@ __all__ = [
     "RatingOptions",
     "RatingReport",
     "RatingRunError",
+    "TouArrays",
     "TouState",
     "parse_rate_registers",
     "period_of_day",
     "plan_chunk",
     "rate_accounts",
     "rate_day",
+    "rate_one",
 ]

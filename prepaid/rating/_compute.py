@@ -753,6 +753,8 @@ def _rate_span(
                     tier,
                 )
             )
+    if book.at(code, through).cycle is not Cycle.ANNUAL:
+        prior = 0  # only annual tier cycles carry energy from earlier periods
     days = d - int(chunk.reading_day[i])
     avg = int(chunk.avg_daily_ckwh[i])
     per_day = energy // max(days, 1)

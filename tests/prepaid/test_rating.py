@@ -243,3 +243,28 @@ def test_rating_refuses_a_database_without_tariffs(tmp_path: Path) -> None:
 def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match="jump_factor"):
         RatingOptions(jump_factor=0)
+
+
+def test_a_gap_over_the_month_end_closes_the_month_with_its_share_by_days(
+    tmp_path: Path,
+) -> None:
+    """Baseline 30 March (closes the 29th); no readings 31 March and 1 April; 30 kWh on
+    2 April. The unread days are 30, 31 March and 1 April: March gets 2/3 (20 kWh,
+    10.40 yuan, charged on 1 April — the freeze that should have closed March) and
+    April 1/3 (10 kWh, 5.20 yuan, charged on 2 April)."""
+    engine, (ident,) = migrated_one(tmp_path)
+    read(engine, date(2026, 3, 30), {1: 0})
+    read(engine, date(2026, 4, 2), {1: 3000})
+    for day in (date(2026, 3, 30), date(2026, 3, 31), date(2026, 4, 1), date(2026, 4, 2)):
+        rate_day(engine, day)
+    rows = [
+        (c["day"], c["period_start"], c["energy_ckwh"], c["period_ckwh"], c["amount_fen"])
+        for c in charges(engine, ident)
+    ]
+    n = day_number
+    assert rows == [
+        (n(date(2026, 3, 30)), n(date(2026, 3, 1)), 0, 0, 0),
+        (n(date(2026, 4, 1)), n(date(2026, 3, 1)), 2000, 2000, 1040),
+        (n(date(2026, 4, 2)), n(date(2026, 4, 1)), 1000, 1000, 520),
+    ]
+    assert state(engine, ident)["balance_fen"] == 100000 - 1560
