@@ -102,9 +102,12 @@ def encode_frame(frame: Frame, preamble: int = 4) -> bytes:
         raise FrameError(f"data field of {len(data)} bytes exceeds {MAX_DATA}")
     if not 0 <= frame.control <= 0xFF:
         raise FrameError(f"control byte {frame.control} is out of range")
+    address = frame.address
+    if type(address) is not Address:
+        address = Address(address)  # validated once; an Address is valid by construction
     body = (
         b"\x68"
-        + Address(frame.address).wire
+        + address.wire
         + bytes((START, frame.control, len(data)))
         + data.translate(_SCRAMBLE)
     )
