@@ -9,19 +9,24 @@ Balances are set the way rating and payments leave them: in
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from headend.models import Channel, Meter, Reading
+from headend.models import Channel, Meter
 from prepaid.accounts import NewAccount, open_accounts
+from prepaid.db import open_database
 from prepaid.models import FeederLine, NotifyMode, RatingState, TransformerArea
 from prepaid.settings import AccountsDirectory, SettingsStore, load_defaults
-from prepaid.users import Operator, Role
+from prepaid.users import Operator, Role, Users
 from protocol.clock import SteppedClock
 
 from .rating_helpers import migrated, with_tariffs_and_unit
@@ -98,6 +103,18 @@ class Rig:
     def set(self, name: str, value: str, *, level: str = "default", key: str | None = None) -> None:
         self.settings.set(name, value, level=level, key=key, user=ADMIN)
 
+    def operators(self) -> None:
+        """Store the admin and the field technician (work orders are assigned to stored ones)."""
+        users = Users(self.engine, clock=self.clock, work_factor=2**10)
+        users.add("admin", display_name="Admin", password="admin-pass-1", roles=["admin"], by=None)
+        users.add(
+            "tech",
+            display_name="Field technician",
+            password="tech-pass-1",
+            roles=["fault-handler"],
+            by=ADMIN,
+        )
+
     def next_day(self, days: int = 1) -> None:
         self.clock.set(self.clock.now() + timedelta(days=days))
 
@@ -134,33 +151,48 @@ class Rig:
                     )
                 )
 
-    def reading(self, customer_no: str, day: date, kwh_centi: int) -> None:
-        """The daily freeze of ``day`` (00:00) as the head-end stores it."""
+    def reading(self, customer_no: str, day: date, ckwh: int) -> None:
+        """The daily freeze of ``day`` (the register at 00:00), stored by the head-end."""
         from headend.collection import FORWARD_BLOCK_DI
+        from headend.readings import NewReading, store_readings
 
-        reading = Reading.__table__  # type: ignore[attr-defined]
         account = sa.table("prepaid_account", sa.column("id"), sa.column("meter_address"))
-        with self.engine.begin() as c:
+        with self.engine.connect() as c:
             address = c.execute(
                 sa.select(account.c.meter_address).where(account.c.id == self.ids[customer_no])
             ).scalar_one()
-            c.execute(
-                sa.insert(reading).values(
-                    meter_address=address,
-                    di=FORWARD_BLOCK_DI,
-                    freeze_date=day,
-                    value=f"{kwh_centi / 100:.2f}",
-                    energy_ckwh=kwh_centi,
-                    collected_at=datetime.combine(day, datetime.min.time()),
-                )
-            )
+        store_readings(
+            self.engine, [NewReading(address, FORWARD_BLOCK_DI, day, Decimal(ckwh) / 100, ckwh)]
+        )
+
+    def rate(self, day: date) -> None:
+        """The daily rating of the freeze dated ``day``, at 06:00 that day."""
+        from prepaid.rating import rate_day
+
+        self.clock.set(datetime.combine(day, datetime.min.time()) + timedelta(hours=6))
+        rate_day(self.engine, day, clock=self.clock, pipeline=False)
 
 
 _T0 = datetime(2026, 1, 1)
 
 
-def make_rig(tmp_path: Path, start: datetime = datetime(2026, 3, 2, 8, 0)) -> Rig:
-    engine = migrated(tmp_path)
+_template: Path | None = None
+
+
+def _template_file() -> Path:
+    """Migrating takes a second: done once per run, each test copies the file."""
+    global _template
+    if _template is None:
+        folder = Path(tempfile.mkdtemp(prefix="feikong-dunning-"))
+        atexit.register(shutil.rmtree, folder, True)
+        engine = migrated(folder, "template.db")
+        _populate(engine)
+        engine.dispose()
+        _template = folder / "template.db"
+    return _template
+
+
+def _populate(engine: Engine) -> None:
     line_t = FeederLine.__table__  # type: ignore[attr-defined]
     area_t = TransformerArea.__table__  # type: ignore[attr-defined]
     with engine.begin() as c:
@@ -178,6 +210,12 @@ def make_rig(tmp_path: Path, start: datetime = datetime(2026, 3, 2, 8, 0)) -> Ri
             ).scalar_one()
             for code in ("A1", "A2")
         }
+    assert (unit, line, areas) == (1, 1, {"A1": 1, "A2": 2})
+
+
+def make_rig(tmp_path: Path, start: datetime = datetime(2026, 3, 2, 8, 0)) -> Rig:
+    shutil.copyfile(_template_file(), tmp_path / "prepaid.db")
+    engine = open_database(f"sqlite:///{tmp_path / 'prepaid.db'}")
     clock = SteppedClock(start)
     settings = SettingsStore(
         engine,
@@ -185,4 +223,4 @@ def make_rig(tmp_path: Path, start: datetime = datetime(2026, 3, 2, 8, 0)) -> Ri
         defaults=load_defaults(use_env=False),
         directory=AccountsDirectory(engine),
     )
-    return Rig(engine, clock, settings, unit, {"L1": line}, areas)
+    return Rig(engine, clock, settings, 1, {"L1": 1}, {"A1": 1, "A2": 2})
