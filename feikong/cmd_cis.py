@@ -317,7 +317,8 @@ def sync_command(
 
     Accounts the ledger has never seen are opened with the balance their rating state
     holds (e.g. after ``feikong generate``); then every rating state's real-time balance
-    is set to CIS − unsettled. Set-based; safe to run any time.
+    is set to CIS − unsettled. Set-based and idempotent ("0 corrected" means everything
+    was in step); run it while no rating is running, as it writes absolute values.
     """
     from prepaid.balance import adopt_opening_balances, sync_balances
     from prepaid.cis import LedgerCis
