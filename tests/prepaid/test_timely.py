@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from headend.readings import NewReading, store_readings
-from prepaid.balance import settle_charges, sync_balances
+from prepaid.balance import realtime_balance, settle_charges, sync_balances
 from prepaid.cis import LedgerCis
 from prepaid.cis.payments import PaymentService
 from prepaid.models import Account, RatingState, day_number
@@ -22,6 +22,7 @@ from prepaid.timely import (
     TimelyRules,
     load_rules,
     rules_from_dict,
+    run_timely,
     select_accounts,
 )
 from protocol.clock import SteppedClock
@@ -30,6 +31,7 @@ from . import cis_rig
 from .cis_rig import add_meters
 from .rating_helpers import account, open_some, with_tariffs_and_unit
 from .test_balance import _charges
+from .test_cis_payments import build_rated
 
 db_url, engine, clock, ledger = cis_rig.db_url, cis_rig.engine, cis_rig.clock, cis_rig.ledger
 
@@ -220,3 +222,21 @@ def test_a_payment_takes_an_account_out_of_the_selection_at_once(
     chosen = select_accounts(engine, TimelyRules(), TODAY)
     assert population["low"] not in chosen.account_ids  # 5.00 + 20.00 is above 10.00
     assert population["negative"] in chosen.account_ids
+
+
+def test_run_timely_rates_the_selected_accounts_now(
+    engine: Engine, ledger: LedgerCis, clock: SteppedClock
+) -> None:
+    ident = build_rated(engine, ledger)  # 5.00 yuan, rated yesterday, today's reading waits
+    seen: list[tuple[int, int]] = []
+    report = run_timely(
+        engine, TimelyRules(), clock=clock, progress=lambda d, t: seen.append((d, t))
+    )
+    assert report.selection.account_ids == (ident,)
+    assert report.selection.rules == (Rule.BALANCE | Rule.READING,)
+    assert report.rated == 1 and seen[-1] == (1, 1)
+    after = realtime_balance(engine, ident)
+    assert after.realtime_fen == after.stored_fen == 500 - 1_040  # today's 20 kWh charged
+    again = run_timely(engine, TimelyRules(newer_reading=True, balance_below_fen=None), clock=clock)
+    # the reading is rated now, and −5.40 with no cost history in the K days: nothing left
+    assert again.selection.account_ids == ()
