@@ -160,6 +160,10 @@ class FeeControl:
                 or self.reconnection.handle(event)
                 or self.guarantee.handle(event)
             )
+            if isinstance(event, CommandSucceeded | CommandFailed) and event.command == "trip":
+                self.reconnection.release_after(
+                    event.job_id, succeeded=isinstance(event, CommandSucceeded)
+                )
         except Exception:  # one bad event must not stop the others
             log.exception("handling %s failed", event)
             return False
@@ -180,6 +184,7 @@ class FeeControl:
     def tick(self) -> TickReport:
         """Do what is due now (see :meth:`DisconnectionWorkflow.tick`)."""
         report = self.disconnection.tick()
+        self.reconnection.release_stuck()
         self.reconnection.flush_messages()
         return report
 

@@ -86,6 +86,7 @@ class Reconnection:
     created_at: datetime
     updated_at: datetime
     job_id: str | None = None
+    after_job: str | None = None
     work_order: str | None = None
     error: str | None = None
     done_at: datetime | None = None
@@ -394,8 +395,15 @@ class ReconnectionWorkflow:
                     )
                     recon = self._set(conn, recon, SYSTEM, "on-site", work_order=order.number)
                 elif method in (ReconnectionMethod.PERMIT_CLOSE, ReconnectionMethod.CLOSE):
+                    # a trip still with the head-end: the close waits for its outcome, so
+                    # the meter gets trip then close, never the other way round
                     recon = self._set(
-                        conn, recon, SYSTEM, "send", job_id=self._job_id(recon, method)
+                        conn,
+                        recon,
+                        SYSTEM,
+                        "send",
+                        job_id=self._job_id(recon, method),
+                        after_job=episode.job_id if state is _S.TRIPPING else None,
                     )
         except IntegrityError:
             found = self.of_episode(episode.id)
@@ -403,7 +411,7 @@ class ReconnectionWorkflow:
             return found
         if order is not None and order.assignee:
             self._sms(order, customer)
-        if recon.state is ReconnectionState.SENT and recon.job_id:
+        if recon.state is ReconnectionState.SENT and recon.job_id and not recon.after_job:
             self._submit(recon, recon.method, recon.job_id)
         log.info("reconnection %s of %s: %s", recon.number, recon.customer_no, recon.method.value)
         return recon
@@ -422,6 +430,52 @@ class ReconnectionWorkflow:
         except Exception as exc:
             log.warning("reconnection %s could not be queued: %s", job_id, exc)
             self._failed(recon, job_id, f"not queued: {exc}", None)
+
+    def release_after(self, job_id: str, *, succeeded: bool) -> None:
+        """The trip ``job_id`` a reconnection was waiting for has ended: send its command
+        (the trip succeeded), or drop it (the trip failed: the power never went off)."""
+        ctx = self.ctx
+        with ctx.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(_R).where(
+                    _R.c.after_job == job_id, _R.c.state == ReconnectionState.SENT.value
+                )
+            ).all()
+        for row in rows:
+            recon = Reconnection.from_row(row)
+            with ctx.engine.begin() as conn:
+                if succeeded:
+                    recon = self._set(conn, recon, SYSTEM, "release", after_job=None)
+                else:
+                    recon = self._set(
+                        conn,
+                        recon,
+                        SYSTEM,
+                        "release",
+                        after_job=None,
+                        job_id=None,
+                        state=ReconnectionState.CANCELLED_ONLY,
+                        method=ReconnectionMethod.NONE,
+                    )
+            if recon.state is ReconnectionState.SENT and recon.job_id:
+                self._submit(recon, recon.method, recon.job_id)
+
+    def release_stuck(self) -> int:
+        """Commands held back longer than ``stuck_after`` for a trip outcome that never
+        came (a lost event) are sent anyway (a permit-close never harms)."""
+        ctx = self.ctx
+        cutoff = ctx.now() - ctx.config.stuck_after
+        with ctx.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(_R.c.after_job).where(
+                    _R.c.after_job.is_not(None),
+                    _R.c.state == ReconnectionState.SENT.value,
+                    _R.c.updated_at < cutoff,
+                )
+            ).all()
+        for row in rows:
+            self.release_after(str(row.after_job), succeeded=True)
+        return len(rows)
 
     # -- head-end outcomes -----------------------------------------------------------
 

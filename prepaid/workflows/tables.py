@@ -7,7 +7,8 @@
   ``job_id`` is the head-end job in flight.
 - ``prepaid_disconnection_event``: its history (who, when, what, comment, job).
 - ``prepaid_reconnection``: a reconnection (复电) after payment: the permit-close or
-  direct-close job, or the on-site work order.
+  direct-close job (``after_job``: held back until that trip's outcome is in), or the
+  on-site work order.
 - ``prepaid_guarantee_meter``: the power-guarantee command (3AH / 3BH) last sent to
   each guaranteed customer's meter and its outcome.
 - ``prepaid_handler_contact``: fault handlers' phone numbers, for the SMS that tells
@@ -222,6 +223,7 @@ reconnection_table = sa.Table(
     sa.Column("trigger", sa.String(64), nullable=False),
     sa.Column("balance_fen", sa.BigInteger(), nullable=False),
     sa.Column("job_id", sa.String(64), nullable=True),
+    sa.Column("after_job", sa.String(64), nullable=True),
     sa.Column("work_order", sa.String(24), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("created_by", sa.String(64), nullable=False),

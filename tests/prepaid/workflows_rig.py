@@ -20,7 +20,10 @@ is 5.40 yuan in arrears after it.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
@@ -34,11 +37,12 @@ from headend.events import CommandFailed, CommandSucceeded
 from headend.jobs import RetryPolicy
 from headend.readings import NewReading, store_readings
 from headend.service import HeadendService
+from meter_sim.config import MeterConfig
 from prepaid.accounts import open_accounts
 from prepaid.balance import adopt_opening_balances
 from prepaid.cis import LedgerCis
 from prepaid.cis.payments import PaymentService
-from prepaid.db import migrate
+from prepaid.db import migrate, open_database
 from prepaid.messages import Message
 from prepaid.models import FeederLine, TransformerArea
 from prepaid.rating import DAILY_FORWARD_DI, rate_accounts
@@ -77,9 +81,15 @@ class Platform:
         return self.he.engine
 
     async def run_jobs(self) -> None:
-        """Let the head-end finish every queued job, then hand the events over."""
-        await self.he.run_until(lambda: self.he.runner.queued == 0 and self.he.runner.running == 0)
-        self.fc.pump()
+        """Let the head-end finish every queued job and hand the events over, until the
+        workflows queue nothing more."""
+        runner = self.he.runner
+        for _ in range(20):
+            await self.he.run_until(lambda: runner.queued == 0 and runner.running == 0)
+            self.fc.pump()
+            if runner.queued == 0 and runner.running == 0:
+                return
+        raise AssertionError("the workflows keep queueing jobs")
 
     async def finish(self, job_id: str) -> CommandSucceeded | CommandFailed:
         event = await self.he.finish(job_id)
@@ -142,18 +152,45 @@ def add_accounts(engine: Any) -> list[int]:
     return ids
 
 
+_template: Path | None = None
+
+
+def _template_file() -> Path:
+    """A database with the head-end's and the prepaid schema, migrated once per run."""
+    global _template
+    if _template is None:
+        folder = Path(tempfile.mkdtemp(prefix="feikong-workflows-"))
+        atexit.register(shutil.rmtree, folder, True)
+        path = folder / "template.db"
+        engine = open_database(f"sqlite:///{path}")
+        migrate(engine)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        engine.dispose()
+        _template = path
+    return _template
+
+
 @asynccontextmanager
 async def platform(
     tmp_path: Path,
     *,
     config: WorkflowConfig | None = None,
     start: datetime = MONDAY,
+    configs: list[MeterConfig] | None = None,
 ) -> AsyncIterator[Platform]:
-    async with headend(tmp_path, count=3, retry=RetryPolicy(base_s=10)) as he:
+    database = tmp_path / "feikong.db"
+    shutil.copyfile(_template_file(), database)
+    async with headend(
+        tmp_path,
+        count=3,
+        configs=configs,
+        retry=RetryPolicy(base_s=10),
+        db_url=f"sqlite:///{database}",
+    ) as he:
         clock: SteppedClock = he.clock
         await clock.advance((start - clock.now()).total_seconds())
         engine = he.engine
-        migrate(engine, headend=False)
         ids = add_accounts(engine)
         yesterday = clock.now().date() - timedelta(days=1)
         for meter in METERS:

@@ -140,6 +140,7 @@ def upgrade() -> None:
         sa.Column("trigger", sa.String(length=64), nullable=False),
         sa.Column("balance_fen", sa.BigInteger(), nullable=False),
         sa.Column("job_id", sa.String(length=64), nullable=True),
+        sa.Column("after_job", sa.String(length=64), nullable=True),
         sa.Column("work_order", sa.String(length=24), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_by", sa.String(length=64), nullable=False),
