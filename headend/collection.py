@@ -187,7 +187,7 @@ class CollectionReport:
 
     ``meters``: meters read this round; ``collected`` / ``missing``: their outcome;
     ``reasons``: missing meters by kind of failure (``timeout``, ``no-freeze``,
-    ``refused``, ``link``, ``bad-reply``, ``unknown-meter``);
+    ``refused``, ``link``, ``bad-reply``, ``unknown-meter``, ``error``);
     ``readings_written``: new reading rows (0 when re-collecting stored ones);
     ``unknown_meters``: addresses asked for that are not in the archive.
     """
@@ -513,6 +513,9 @@ class _Run:
             self._missing(address, "unknown-meter", str(exc))
         except (ProtocolError, HeadendError) as exc:  # anything else the codec refuses
             self._missing(address, "bad-reply", f"meter {address}: {exc}")
+        except Exception as exc:  # a bug must not stop the other meters' collection
+            log.exception("collecting meter %s failed", address)
+            self._missing(address, "error", f"meter {address}: internal error {exc!r}")
         else:
             self._collected(address, frozen, block)
         self.done += 1
