@@ -343,8 +343,10 @@ class _Writer:
     def readings(self, rows: Iterable[Sequence[Any]], stamp: Any) -> None:
         """Daily readings ``(address, date, total, sharp, peak, flat, valley)``, 0.01 kWh.
 
-        The value text (``"1234.56"``, or ``"total,sharp,peak,flat,valley"`` when the
-        rate registers are given, ``-1`` meaning none) is formatted by the database.
+        The value is the daily freeze block as the head-end stores it (five registers
+        in kWh, ``"total,sharp,peak,flat,valley"``), formatted by the database; a
+        sharp register of ``-1`` stands for a single-rate meter, whose energy is all
+        on the flat register.
         """
         columns = ("meter_address", "freeze_date", "energy_ckwh", "s", "p", "f", "v")
         if self.pg:
@@ -361,7 +363,8 @@ class _Writer:
             source, marks = "", ("?1", "?2", "?3", "?4", "?5", "?6", "?7")
         total = _decimal_sql(marks[2], self.pg)
         registers = " || ',' || ".join(_decimal_sql(m, self.pg) for m in marks[3:])
-        value = f"CASE WHEN {marks[3]} < 0 THEN {total} ELSE {total} || ',' || {registers} END"
+        single = f"{total} || ',0.00,0.00,' || {total} || ',0.00'"
+        value = f"CASE WHEN {marks[3]} < 0 THEN {single} ELSE {total} || ',' || {registers} END"
         head = (
             "INSERT INTO headend_reading (meter_address, di, freeze_date, value, energy_ckwh,"
             f" collected_at) SELECT {marks[0]}, {DAILY_FORWARD_DI}, {marks[1]}, {value},"

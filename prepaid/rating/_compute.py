@@ -224,6 +224,7 @@ class ChunkPlan:
     anomalies: list[AnomalyRow] = field(default_factory=list)
     already: int = 0
     missing: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # reading and planning time
 
     def __len__(self) -> int:
         return int(self.ids.size)

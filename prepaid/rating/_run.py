@@ -72,6 +72,8 @@ class RatingReport:
     seconds: float = 0.0
     counts: Counter[Outcome] = field(default_factory=Counter)
     results: tuple[AccountResult, ...] = ()
+    #: seconds spent reading, planning (computing), writing, and the writer waiting
+    timings: Counter[str] = field(default_factory=Counter)
 
     @property
     def accounts_per_second(self) -> float:
@@ -87,6 +89,7 @@ class RatingReport:
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
             "outcomes": {o.name.lower(): self.counts.get(o, 0) for o in Outcome},
+            "timings": {k: round(v, 3) for k, v in sorted(self.timings.items())},
             "results": [
                 {
                     "account_id": r.account_id,
@@ -144,9 +147,13 @@ def _planned(
     codes = catalog.codes
     with bulk_session(engine) as connection:
         for scope in scopes:
+            started = time.perf_counter()
             chunk = store.fetch(connection, scope, day)
             connection.rollback()  # end the read transaction: never hold a snapshot
-            yield scope, plan_chunk(chunk, day, catalog.book, codes, options), len(chunk)
+            read = time.perf_counter()
+            plan = plan_chunk(chunk, day, catalog.book, codes, options)
+            plan.seconds = {"read": read - started, "plan": time.perf_counter() - read}
+            yield scope, plan, len(chunk)
 
 
 def _reader_process(
@@ -258,12 +265,18 @@ def rate_day(
         source = _pipelined if pipeline and len(scopes) > 2 else _planned
         done = 0
         with bulk_session(engine) as writer:
+            waited = time.perf_counter()
             for index, (scope, plan, looked_at) in enumerate(
                 source(engine, store, scopes, day, catalog, options)
             ):
+                writing = time.perf_counter()
+                report.timings["wait"] += writing - waited
                 with writer.begin():
                     store.apply(writer, plan, scope, day, options, _now(clock))
                     report.counts.update(store.counts(writer, scope, day))
+                waited = time.perf_counter()
+                report.timings["write"] += waited - writing
+                report.timings.update(plan.seconds)
                 report.accounts += looked_at
                 report.rated += len(plan)
                 report.already_rated += plan.already

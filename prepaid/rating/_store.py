@@ -259,25 +259,36 @@ class Store:
             rows,
         )
 
-    def _update_sql(self, d: int, ps: int, reminder: int) -> str:
-        """The state update of an account rated on the vector path (7 parameters).
+    def _update_sql(self, d: int, ps: int, options: RatingOptions) -> str:
+        """The state update of an account rated on the vector path (4 parameters).
 
-        ``?1`` register, ``?2`` period energy, ``?3`` prior energy, ``?4`` charged,
-        ``?5`` average, ``?6`` version × 256 + tier × 2 + jump, ``?7`` account. The
-        energy and the deduction follow from the row as it is (a concurrent rating of
-        the account makes the ``WHERE`` false; a payment only moves the balance).
+        ``?1`` the register, ``?2`` the period-to-date charge, ``?3`` prior energy ×
+        2**24 + version × 256 + tier × 2 + jump, ``?4`` the account. Everything else
+        follows from the row as it is, in the same way as :func:`plan_chunk` computes
+        it (a concurrent rating of the account makes the ``WHERE`` false; a payment
+        only moves the balance, which is updated relatively).
         """
-        amount = f"(?4 - CASE WHEN period_start = {ps} THEN charged_fen ELSE 0 END)"
+        same = f"period_start = {ps}"
+        energy = "(?1 - reading_ckwh)"
+        amount = f"(?2 - CASE WHEN {same} THEN charged_fen ELSE 0 END)"
         balance = f"balance_fen - {amount}"
-        outcome = _outcome_case(balance).replace(":reminder", str(int(reminder)))
+        outcome = _outcome_case(balance).replace(":reminder", str(int(options.reminder_fen)))
+        k = int(options.average_days)
+        per_day = f"({energy} / max({d} - reading_day, 1))"
+        average = (
+            f"CASE WHEN avg_daily_ckwh > 0 THEN (avg_daily_ckwh * {k - 1} + {per_day}) / {k}"
+            f" ELSE {per_day} END"
+        )
         return (
             f"UPDATE prepaid_rating_state SET reading_day = {d}, reading_ckwh = ?1,"  # noqa: S608
-            f" period_start = {ps}, period_ckwh = ?2, prior_ckwh = ?3,"
-            f" last_energy_ckwh = ?1 - reading_ckwh, last_amount_fen = {amount},"
-            f" charged_fen = ?4, balance_fen = {balance}, avg_daily_ckwh = ?5,"
-            " tariff_version = ?6 / 256, tier = (?6 / 2) % 128,"
-            f" outcome = CASE WHEN ?6 % 2 = 1 THEN {Outcome.ANOMALY.value} ELSE {outcome} END"
-            f" WHERE account_id = ?7 AND (reading_day IS NULL OR reading_day < {d})"
+            f" period_start = {ps},"
+            f" period_ckwh = CASE WHEN {same} THEN period_ckwh ELSE 0 END + {energy},"
+            f" prior_ckwh = ?3 / 16777216, last_energy_ckwh = {energy},"
+            f" last_amount_fen = {amount}, charged_fen = ?2, balance_fen = {balance},"
+            f" avg_daily_ckwh = {average}, tariff_version = (?3 % 16777216) / 256,"
+            f" tier = (?3 / 2) % 128,"
+            f" outcome = CASE WHEN ?3 % 2 = 1 THEN {Outcome.ANOMALY.value} ELSE {outcome} END"
+            f" WHERE account_id = ?4 AND (reading_day IS NULL OR reading_day < {d})"
         )
 
     def _explicit_sql(self, d: int, ps: int, reminder: int) -> str:
@@ -322,15 +333,17 @@ class Store:
                 zip(*(c[explicit].tolist() for c in cols), strict=True),
             )
         fast = ~explicit
-        packed = plan.version[fast] * 256 + plan.tier[fast] * 2 + plan.jump[fast]
+        packed = (
+            plan.prior_ckwh[fast] * 16777216
+            + plan.version[fast] * 256
+            + plan.tier[fast] * 2
+            + plan.jump[fast]
+        )
         raw.executemany(
-            self._update_sql(d, ps, reminder),
+            self._update_sql(d, ps, options),
             zip(
                 plan.reading[fast].tolist(),
-                plan.period_ckwh[fast].tolist(),
-                plan.prior_ckwh[fast].tolist(),
                 plan.charged[fast].tolist(),
-                plan.avg[fast].tolist(),
                 packed.tolist(),
                 plan.ids[fast].tolist(),
                 strict=True,

@@ -90,8 +90,10 @@ def test_the_population_looks_like_a_utility_s(tmp_path: Path) -> None:
     assert meters == 3000
     assert len(readings) == report.readings == 3000 * 3 - report.missing_readings
     assert report.missing_readings > 0
-    tou_values = [str(r[3]) for r in readings if "," in str(r[3])]
-    assert tou_values and all(len(v.split(",")) == 5 for v in tou_values)
+    # the value is the daily freeze block as the head-end stores it: total, T1..T4 kWh
+    blocks = [[int(x.replace(".", "")) for x in str(r[3]).split(",")] for r in readings]
+    assert all(len(b) == 5 and b[0] == r[4] for b, r in zip(blocks, readings, strict=True))
+    assert sum(1 for b in blocks if b[2] and b[4]) > 100  # peak and valley: TOU meters
     # registers never go down but where a meter was replaced (rare)
     first = {r[0]: r[4] for r in readings if r[2] == START.isoformat()}
     assert all(isinstance(v, int) and v >= 0 for v in first.values())
