@@ -59,6 +59,7 @@ def _register() -> None:
         cmd_settings,
         cmd_tariff,
         cmd_users,
+        cmd_workflows,
     )
 
     for module in (
@@ -76,6 +77,7 @@ def _register() -> None:
     cmd_cis.register(app)
     cmd_settings.register(app)
     cmd_users.register(app)
+    cmd_workflows.register(app)
     cmd_rating.register(app)
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)

@@ -18,7 +18,7 @@ from ..calendar import CalendarError, HolidayCalendar, default_calendar
 from ..messages import Channel, Lang, MessageError, Outbox, Recipient
 from ..settings import EffectiveSettings, NotificationMode, Scope, SettingsStore
 from ..settings import next_allowed_trip_time as _next_allowed
-from ..users import Operator, require
+from ..users import Operator, operator_table, require
 from ..workorders import SYSTEM_PREFIX, WorkOrders
 from .tables import handler_contact_table
 
@@ -375,6 +375,11 @@ class WorkflowContext:
             raise WorkflowError(f"phone {phone!r} for {login}: {check.detail}")
         now = self.clock.now()
         with self.engine.begin() as conn:
+            known = conn.execute(
+                sa.select(operator_table.c.login).where(operator_table.c.login == login)
+            ).first()
+            if known is None:
+                raise NotFoundError(f"no operator {login!r}: check the login (feikong users list)")
             exists = conn.execute(
                 sa.select(handler_contact_table.c.login).where(
                     handler_contact_table.c.login == login

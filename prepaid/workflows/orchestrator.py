@@ -41,6 +41,7 @@ from headend.events import (
 from protocol.clock import Clock
 
 from ..audit import AuditLog
+from ..balance import realtime_balances
 from ..calendar import HolidayCalendar, default_calendar
 from ..messages import Outbox
 from ..settings import AccountsDirectory, SettingsStore
@@ -49,6 +50,7 @@ from ._common import ControlPort, RateFunction, WorkflowConfig, WorkflowContext
 from .disconnection import Disconnection, DisconnectionWorkflow, TickReport
 from .guarantee import GuaranteeWorkflow
 from .reconnection import ReconnectionWorkflow
+from .tables import ReconnectionState
 
 __all__ = ["FeeControl"]
 
@@ -181,9 +183,28 @@ class FeeControl:
         self.reconnection.flush_messages()
         return count
 
+    def sweep_paid(self) -> list[str]:
+        """Active episodes whose customer now has a real-time balance above zero (paid
+        through another process, whose payment hook did not reach us): reconnect."""
+        episodes = self.disconnection.list(active=True)
+        if not episodes:
+            return []
+        balances = realtime_balances(self.ctx.engine, [e.account_id for e in episodes])
+        done = []
+        for episode in episodes:
+            balance = balances[episode.account_id].realtime_fen
+            if balance > 0:
+                recon = self.reconnection.on_balance(episode, balance, "balance above zero")
+                if recon.state is not ReconnectionState.WAITING:
+                    done.append(episode.number)
+        return done
+
     def tick(self) -> TickReport:
-        """Do what is due now (see :meth:`DisconnectionWorkflow.tick`)."""
+        """Do what is due now (see :meth:`DisconnectionWorkflow.tick`), after reconnecting
+        customers who paid elsewhere (:meth:`sweep_paid`)."""
+        paid = self.sweep_paid()
         report = self.disconnection.tick()
+        report.cancelled.extend(paid)
         self.reconnection.release_stuck()
         self.reconnection.flush_messages()
         return report

@@ -187,6 +187,11 @@ class ReconnectionWorkflow:
         episode = self.disconnection.active_for(int(event.account_id))
         if episode is None:
             return None
+        return self.on_balance(episode, balance, trigger)
+
+    def on_balance(self, episode: Disconnection, balance: int, trigger: str) -> Reconnection:
+        """The customer of ``episode`` has ``balance`` > 0: the reconnect instruction, or a
+        reconnection waiting for an operator where auto reconnect is off."""
         with self.ctx.engine.connect() as conn:
             customer = load_customer(conn, episode.account_id)
         effective = self.ctx.effective(customer)

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from breaker_sim import BreakerState
 from meter_sim.config import BreakerKind
 from meter_sim.scenario import FleetSpec
+from prepaid.cis import LedgerCis
+from prepaid.cis.payments import PaymentService
 from prepaid.messages import MessageKind
 from prepaid.users import PermissionDeniedError
 from prepaid.workflows import (
@@ -164,3 +166,18 @@ async def test_a_failed_reconnection_opens_an_on_site_work_order(tmp_path: Path)
         (sms,) = p.messages(MessageKind.CUSTOM)
         assert sms.phone == "13900000002" and order.number in sms.text
         assert p.messages(MessageKind.RECONNECTED) == []
+
+
+async def test_a_payment_taken_elsewhere_is_found_by_the_next_tick(tmp_path: Path) -> None:
+    """A payment through another process (no on_payment hook here) still reconnects."""
+    async with platform(tmp_path) as p:
+        number = await _tripped(p, CUSTOMERS[0])
+        elsewhere = PaymentService(p.engine, LedgerCis(p.engine, clock=p.clock), clock=p.clock)
+        elsewhere.pay(CUSTOMERS[0], 2_000, "PAY-X")
+        assert p.fc.disconnection.get(number).state is DisconnectionState.DISCONNECTED
+        assert p.fc.step().cancelled == [number]
+        assert p.fc.disconnection.get(number).state is DisconnectionState.ENDED
+        await p.run_jobs()
+        (recon,) = p.fc.reconnection.list()
+        assert recon.trigger == "balance above zero" and recon.state is ReconnectionState.DONE
+        assert p.he.breaker(METERS[0]).state is BreakerState.OPEN_PERMITTED
