@@ -1051,12 +1051,14 @@ class DisconnectionWorkflow:
             report.waiting.append(episode.number)
             return
         threshold = effective.disconnection_threshold_fen
-        if balance >= threshold:
-            text = (
-                f"no longer in arrears: real-time balance {_yuan(balance)} yuan ≥ threshold "
-                f"{_yuan(threshold)} yuan"
+        # before the first trip the threshold decides; once tripped, the customer gets
+        # power back only with a balance above zero (the reconnection rule)
+        recovered = balance >= threshold if episode.trips == 0 else balance > 0
+        if recovered:
+            text = f"no longer in arrears: real-time balance {_yuan(balance)} yuan " + (
+                f"≥ threshold {_yuan(threshold)} yuan" if episode.trips == 0 else "> 0"
             )
-            if episode.state is _S.NOTIFIED and episode.trips == 0:
+            if episode.trips == 0:
                 with ctx.engine.begin() as conn:
                     self.cancel_in(conn, episode, SYSTEM, text)
             elif self.reconnect_hook is not None:
