@@ -178,19 +178,25 @@ async def platform(
     config: WorkflowConfig | None = None,
     start: datetime = MONDAY,
     configs: list[MeterConfig] | None = None,
+    db_url: str | None = None,
 ) -> AsyncIterator[Platform]:
-    database = tmp_path / "feikong.db"
-    shutil.copyfile(_template_file(), database)
+    """The platform of the module doc; ``db_url``: an empty database of its own (e.g.
+    PostgreSQL) instead of a copy of the migrated SQLite template."""
+    if db_url is None:
+        database = tmp_path / "feikong.db"
+        shutil.copyfile(_template_file(), database)
     async with headend(
         tmp_path,
         count=3,
         configs=configs,
         retry=RetryPolicy(base_s=10),
-        db_url=f"sqlite:///{database}",
+        db_url=db_url or f"sqlite:///{database}",
     ) as he:
         clock: SteppedClock = he.clock
         await clock.advance((start - clock.now()).total_seconds())
         engine = he.engine
+        if db_url is not None:
+            migrate(engine, headend=False)
         ids = add_accounts(engine)
         yesterday = clock.now().date() - timedelta(days=1)
         for meter in METERS:
