@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
+import queue
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -231,6 +233,14 @@ class GenerateReport:
     last_day: date | None = None
     seconds: float = 0.0
     tariffs: dict[str, int] = field(default_factory=dict)
+
+    def add(self, part: GenerateReport) -> None:
+        """Add the counts of a chunk's report."""
+        self.readings += part.readings
+        self.missing_readings += part.missing_readings
+        self.invalid_phones += part.invalid_phones
+        for code, n in part.tariffs.items():
+            self.tariffs[code] = self.tariffs.get(code, 0) + n
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -468,34 +478,158 @@ def generate(
     if missing:
         raise GenerateError(f"the shipped tariffs lack {', '.join(missing)}")
     total = options.customers
-    done = 0
     now = datetime.now(UTC)
+    engine.dispose()  # no other pooled connection: the bulk load may leave WAL mode
     with engine.connect() as connection, _bulk_load(connection):
         writer = _Writer(connection)
         channels = _area_channels(connection)
         connection.rollback()
-        for lo in range(0, total, options.chunk):
-            hi = min(total, lo + options.chunk)
+        job = _Job(org, options, catalog.book, tariff_ids, mix, now, channels, writer.pg)
+        ranges = [(lo, min(total, lo + job.chunk)) for lo in range(0, total, job.chunk)]
+        source = _produced(job, ranges) if len(ranges) > 1 else map(job.make, ranges)
+        for hi, operations, part in source:
             with connection.begin():
-                _write_chunk(
-                    writer,
-                    lo,
-                    hi,
-                    org,
-                    options,
-                    catalog.book,
-                    tariff_ids,
-                    mix,
-                    now,
-                    channels,
-                    report,
-                )
-            done = hi
+                for operation in operations:
+                    operation.apply(writer)
+            report.add(part)
             if progress is not None:
-                progress(done, total)
+                progress(hi, total)
     report.customers = total
     report.seconds = time.perf_counter() - started
     return report
+
+
+_SEPARATOR: Final = "\x1f"  # the unit separator: never in generated text
+
+
+def _pack(column: tuple[Any, ...]) -> Any:
+    """A column for the trip between processes: text as one joined string (fast to pickle)."""
+    if column and all(type(v) is str for v in column):
+        return _SEPARATOR.join(column)
+    return list(column)
+
+
+def _unpack(column: Any) -> list[Any]:
+    return column.split(_SEPARATOR) if isinstance(column, str) else list(column)
+
+
+@dataclass(frozen=True, slots=True)
+class _Operation:
+    """A recorded bulk insert into ``table`` (``headend_reading``: daily readings), by column."""
+
+    table: str
+    columns: tuple[str, ...]
+    data: list[Any]
+    stamp: Any = None
+
+    @classmethod
+    def of(
+        cls, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], stamp: Any = None
+    ) -> _Operation:
+        return cls(table, tuple(columns), [_pack(c) for c in zip(*rows, strict=True)], stamp)
+
+    def apply(self, writer: _Writer) -> None:
+        rows = zip(*(_unpack(c) for c in self.data), strict=True)
+        if self.table == "headend_reading":
+            writer.readings(rows, self.stamp)
+        else:
+            writer.rows(self.table, self.columns, rows)
+
+
+class _Recorder:
+    """Has the :class:`_Writer` interface, records the inserts (made in another process)."""
+
+    def __init__(self, pg: bool) -> None:
+        self.pg = pg
+        self.operations: list[_Operation] = []
+
+    day = _Writer.day
+    stamp = _Writer.stamp
+
+    def rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        self.operations.append(_Operation.of(table, columns, rows))
+
+    def readings(self, rows: Iterable[Sequence[Any]], stamp: Any) -> None:
+        self.operations.append(_Operation.of("headend_reading", (), rows, stamp))
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """Everything needed to make a chunk's rows, in this process or a producer."""
+
+    org: _Organisation
+    options: GenerateOptions
+    book: TariffBook
+    tariff_ids: dict[str, int]
+    mix: list[str]
+    now: datetime
+    channels: I64
+    pg: bool
+
+    @property
+    def chunk(self) -> int:
+        # bounded rows in flight: fewer accounts per chunk when there are many days
+        return max(1000, min(self.options.chunk, 4_000_000 // (self.options.days + 4)))
+
+    def make(self, bounds: tuple[int, int]) -> tuple[int, list[_Operation], GenerateReport]:
+        lo, hi = bounds
+        recorder = _Recorder(self.pg)
+        part = GenerateReport()
+        _write_chunk(
+            recorder,  # type: ignore[arg-type]
+            lo,
+            hi,
+            self.org,
+            self.options,
+            self.book,
+            self.tariff_ids,
+            self.mix,
+            self.now,
+            self.channels,
+            part,
+        )
+        return hi, recorder.operations, part
+
+
+def _producer(job: _Job, ranges: list[tuple[int, int]], out: Any) -> None:
+    try:
+        for bounds in ranges:
+            out.put(job.make(bounds))
+        out.put(None)
+    except BaseException as exc:  # handed to the inserting process, which raises it
+        out.put(GenerateError(f"making the population failed: {type(exc).__name__}: {exc}"))
+
+
+def _produced(
+    job: _Job, ranges: list[tuple[int, int]]
+) -> Iterator[tuple[int, list[_Operation], GenerateReport]]:
+    """The chunks made by a producer process while this one inserts (both cores busy)."""
+    context = multiprocessing.get_context("spawn")
+    handoff: Any = context.Queue(maxsize=2)
+    producer = context.Process(
+        target=_producer, args=(job, ranges, handoff), name="feikong-generate", daemon=True
+    )
+    producer.start()
+    try:
+        while True:
+            try:
+                item = handoff.get(timeout=1.0)
+            except queue.Empty:
+                if producer.exitcode is not None:
+                    raise GenerateError(
+                        f"the population producer stopped (exit code {producer.exitcode})"
+                    ) from None
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if producer.is_alive():
+            producer.terminate()
+        producer.join()
+        handoff.close()
 
 
 @contextmanager
@@ -511,9 +645,14 @@ def _bulk_load(connection: Connection) -> Iterator[None]:
     raw.execute("PRAGMA foreign_keys = OFF")
     raw.execute("PRAGMA synchronous = OFF")
     raw.execute("PRAGMA cache_size = -262144")
+    # without a write-ahead log every page is written once, not twice; this only
+    # works when no other connection has the file open (otherwise WAL it stays)
+    mode = raw.execute("PRAGMA journal_mode = MEMORY").fetchone()[0]
     try:
         yield
     finally:
+        if str(mode).lower() == "memory":
+            raw.execute("PRAGMA journal_mode = WAL")
         raw.execute("PRAGMA foreign_keys = ON")
         raw.execute("PRAGMA synchronous = NORMAL")
         raw.execute("PRAGMA cache_size = -2000")
@@ -658,6 +797,7 @@ def _write_chunk(
             addresses.append(f"{city}市{_ROADS[road[i]]}{number[i]}号{building[i]}幢{room[i]}室")
     stamp = writer.stamp(now)
     epoch = date(2016, 1, 1)
+    opened_days = [writer.day(epoch + timedelta(days=d)) for d in range(3650)]
     customer_no = [f"33{i:08d}" for i in ids.tolist()]
     address = [f"{330000000000 + i:012d}" for i in ids.tolist()]
     codes = [mix[t] for t in tariff.tolist()]
@@ -703,7 +843,7 @@ def _write_chunk(
             vulnerable.tolist(),
             free.tolist(),
             [True] * n,
-            [writer.day(epoch + timedelta(days=int(d))) for d in opened.tolist()],
+            [opened_days[d] for d in opened.tolist()],
             strict=True,
         ),
     )

@@ -73,7 +73,10 @@ class RatingReport:
     counts: Counter[Outcome] = field(default_factory=Counter)
     results: tuple[AccountResult, ...] = ()
     #: seconds spent reading, planning (computing), writing, and the writer waiting
-    timings: Counter[str] = field(default_factory=Counter)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, phase: str, seconds: float) -> None:
+        self.timings[phase] = self.timings.get(phase, 0.0) + seconds
 
     @property
     def accounts_per_second(self) -> float:
@@ -270,13 +273,14 @@ def rate_day(
                 source(engine, store, scopes, day, catalog, options)
             ):
                 writing = time.perf_counter()
-                report.timings["wait"] += writing - waited
+                report.add_time("wait", writing - waited)
                 with writer.begin():
                     store.apply(writer, plan, scope, day, options, _now(clock))
                     report.counts.update(store.counts(writer, scope, day))
                 waited = time.perf_counter()
-                report.timings["write"] += waited - writing
-                report.timings.update(plan.seconds)
+                report.add_time("write", waited - writing)
+                for phase, seconds in plan.seconds.items():
+                    report.add_time(phase, seconds)
                 report.accounts += looked_at
                 report.rated += len(plan)
                 report.already_rated += plan.already
