@@ -505,18 +505,21 @@ def workorders_list_command(
     as_json: bool = _JSON,
 ) -> None:
     """Work orders, oldest first."""
-    from prepaid.workorders import parse_kind, parse_state
+    from prepaid.workorders import WorkOrderError, parse_kind, parse_state
 
+    try:
+        wanted_kind = parse_kind(kind) if kind else None
+        wanted_state = parse_state(state) if state else None
+    except WorkOrderError as exc:
+        fail(escape(str(exc)), 2)
     fc = _fee_control(open_db(db))
     now = fc.clock.now()
-    orders = _run(
-        lambda: fc.workorders.query(
-            kind=parse_kind(kind) if kind else None,
-            state=parse_state(state) if state else None,
-            assignee=assignee,
-            unfinished=open_only,
-            overdue_at=now if overdue else None,
-        )
+    orders = fc.workorders.query(
+        kind=wanted_kind,
+        state=wanted_state,
+        assignee=assignee,
+        unfinished=open_only,
+        overdue_at=now if overdue else None,
     )
     if as_json:
         print_json([o.to_dict() for o in orders])
