@@ -11,8 +11,9 @@ Rating records an anomaly per account, day and kind (:class:`prepaid.models.Anom
 - ``no-tariff`` / ``no-tou-registers``: the account cannot be rated as it is.
 
 An anomaly is **open** while the account has no charge for that day: a reading
-re-collected later (补抄) and rated closes it (a jump, charged, stays reported). Statistics count open anomalies by
-supply unit (供电单位), day and reading segment (抄表段) — S4.1(4) — and
+re-collected later (补抄) and rated closes it (a jump, charged, stays reported).
+Statistics count open anomalies by supply unit (供电单位), day and reading segment
+(抄表段) — S4.1(4) — and
 :func:`missing_streaks` lists the accounts without a reading for N days running
 (S4.1(5): they raise an anomaly work order).
 """
