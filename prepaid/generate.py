@@ -569,7 +569,7 @@ class _Job:
     @property
     def chunk(self) -> int:
         # bounded rows in flight: fewer accounts per chunk when there are many days
-        return max(1000, min(self.options.chunk, 4_000_000 // (self.options.days + 4)))
+        return min(self.options.chunk, max(1000, 4_000_000 // (self.options.days + 4)))
 
     def make(self, bounds: tuple[int, int]) -> tuple[int, list[_Operation], GenerateReport]:
         lo, hi = bounds

@@ -20,9 +20,11 @@ from .rating_helpers import migrated
 START = date(2026, 1, 1)
 
 
-def made(tmp_path: Path, name: str, seed: int = 7, n: int = 1500) -> tuple[Engine, GenerateReport]:
+def made(
+    tmp_path: Path, name: str, seed: int = 7, n: int = 1500, chunk: int = 100_000
+) -> tuple[Engine, GenerateReport]:
     engine = migrated(tmp_path, name)
-    report = generate(engine, GenerateOptions(customers=n, days=3, seed=seed, chunk=400))
+    report = generate(engine, GenerateOptions(customers=n, days=3, seed=seed, chunk=chunk))
     return engine, report
 
 
@@ -48,9 +50,10 @@ STATE = (
 
 
 def test_the_same_seed_makes_the_same_population(tmp_path: Path) -> None:
-    a, report_a = made(tmp_path, "a.db")
-    b, report_b = made(tmp_path, "b.db")
-    c, _ = made(tmp_path, "c.db", seed=8)
+    # three chunks: made by a producer process while the rows are inserted
+    a, report_a = made(tmp_path, "a.db", n=900, chunk=300)
+    b, report_b = made(tmp_path, "b.db", n=900, chunk=300)
+    c, _ = made(tmp_path, "c.db", seed=8, n=900, chunk=300)
     for sql in (ACCOUNTS, READINGS, STATE):
         assert dump(a, sql) == dump(b, sql)
     assert dump(a, ACCOUNTS) != dump(c, ACCOUNTS)
