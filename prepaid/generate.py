@@ -634,9 +634,10 @@ def _produced(
 
 @contextmanager
 def _bulk_load(connection: Connection) -> Iterator[None]:
-    """SQLite: no foreign-key checks and no fsync while loading rows made consistent here.
+    """SQLite: no foreign-key checks, no fsync and no write-ahead log while loading rows
+    made consistent here (the database goes back to WAL at the end).
 
-    A crash leaves a partial population; generate again into a new database.
+    A crash midway may leave the file unusable: generate again into a new database.
     """
     if connection.dialect.name != "sqlite":
         yield
