@@ -56,6 +56,7 @@ def _register() -> None:
         cmd_meter_sim,
         cmd_protocol,
         cmd_rating,
+        cmd_service,
         cmd_settings,
         cmd_tariff,
         cmd_users,
@@ -79,10 +80,12 @@ def _register() -> None:
     cmd_users.register(app)
     cmd_workflows.register(app)
     cmd_rating.register(app)
+    cmd_service.register(app)
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)
     cmd_bench_reads.register(bench_app)
     cmd_rating.register_bench(bench_app)
+    cmd_service.register_bench(bench_app)
     cmd_settings.register_bench(bench_app)
 
 

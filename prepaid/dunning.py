@@ -255,12 +255,26 @@ def _authorise(by: Operator | str) -> str | None:
     return by.supply_unit
 
 
-def _batch_no(connection: Connection, area: str, now: datetime) -> str:
-    stem = f"DN{now:%Y%m%d}-{_SAFE.sub('_', area) or 'none'}"[:58]
-    taken = connection.execute(
-        sa.select(sa.func.count()).where(dunning_batch.c.batch_no.like(f"{stem}-%"))
-    ).scalar_one()
-    return f"{stem}-{int(taken) + 1:02d}"
+class _BatchNumbers:
+    """Batch numbers ``DN<yyyymmdd>-<area>-<nn>``: the next free ``nn`` per area and day."""
+
+    def __init__(self, engine: Engine, now: datetime) -> None:
+        self.day = f"DN{now:%Y%m%d}-"
+        self.taken: dict[str, int] = {}
+        with engine.connect() as connection:
+            for number in connection.execute(
+                sa.select(dunning_batch.c.batch_no).where(
+                    dunning_batch.c.batch_no.like(f"{self.day}%")
+                )
+            ).scalars():
+                stem, _, seq = str(number).rpartition("-")
+                if seq.isdigit():
+                    self.taken[stem] = max(self.taken.get(stem, 0), int(seq))
+
+    def next(self, area: str) -> str:
+        stem = f"{self.day}{_SAFE.sub('_', area) or 'none'}"[:60]
+        self.taken[stem] = self.taken.get(stem, 0) + 1
+        return f"{stem}-{self.taken[stem]:02d}"
 
 
 def _record_insert(connection: Connection) -> Any:
@@ -351,6 +365,44 @@ def run_dunning(
             )
             .order_by(pop.area, a.c.id)
         )
+        numbers = _BatchNumbers(engine, now)
+        pending: list[tuple[str, list[Any]]] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal pending, size
+            if not pending:
+                return
+            with engine.begin() as writer:
+                written = _write_batches(
+                    writer, pending, numbers, report, templates, now, actor, lang
+                )
+                if written:
+                    audit.record(
+                        actor,
+                        "dunning.batches",
+                        f"dunning:{written[0].batch_no}"
+                        + (f"+{len(written) - 1}" if len(written) > 1 else ""),
+                        {
+                            "auto": auto,
+                            "batches": {
+                                b.batch_no: {
+                                    "area": b.area,
+                                    "records": b.records,
+                                    "sms": b.sms,
+                                    "paper": b.paper,
+                                    "manual": b.manual,
+                                }
+                                for b in written
+                            },
+                        },
+                        connection=writer,
+                    )
+            report.batches += written
+            pending, size = [], 0
+            if progress is not None:
+                progress(report.records)
+
         with engine.connect() as reader:
             for area, rows in _by_area(chunks(reader, statement, FETCH_CHUNK)):
                 wanted = []
@@ -361,31 +413,12 @@ def run_dunning(
                         report.skipped_guarantee += 1
                     else:
                         wanted.append(r)
-                if not wanted:
-                    continue
-                with engine.begin() as writer:
-                    summary = _write_batch(
-                        writer, area, wanted, report, templates, now, actor, lang
-                    )
-                    if summary is not None:
-                        audit.record(
-                            actor,
-                            "dunning.batch",
-                            f"dunning:{summary.batch_no}",
-                            {
-                                "area": area,
-                                "records": summary.records,
-                                "sms": summary.sms,
-                                "paper": summary.paper,
-                                "manual": summary.manual,
-                                "auto": auto,
-                            },
-                            connection=writer,
-                        )
-                if summary is not None:
-                    report.batches.append(summary)
-                if progress is not None:
-                    progress(report.records)
+                if wanted:
+                    pending.append((area, wanted))
+                    size += len(wanted)
+                if size >= FETCH_CHUNK:
+                    flush()
+            flush()
     except SQLAlchemyError as exc:
         raise DunningError(
             f"the dunning run stopped in the database ({type(exc).__name__}: {exc}); the "
@@ -409,71 +442,74 @@ def run_dunning(
     return report
 
 
-def _write_batch(
+def _method(row: Any) -> tuple[str, str | None]:
+    if row.paper:
+        return DunningMethod.PAPER, None
+    check = check_phone(row.phone)
+    if check.valid:
+        return DunningMethod.SMS, None
+    return DunningMethod.MANUAL, f"{check.problem}: {check.detail}"[:128]
+
+
+def _write_batches(
     writer: Connection,
-    area: str,
-    rows: list[Any],
+    groups: list[tuple[str, list[Any]]],
+    numbers: _BatchNumbers,
     report: DunningReport,
     templates: TemplateSet,
     now: datetime,
     actor: str,
     lang: Lang,
-) -> BatchSummary | None:
-    batch_no = _batch_no(writer, area, now)
-    batch_id = writer.execute(
-        sa.insert(dunning_batch)
-        .values(
-            batch_no=batch_no,
-            area=area,
-            created_at=now,
-            created_by=actor,
-            records=0,
-            sms=0,
-            paper=0,
-            manual=0,
+) -> list[BatchSummary]:
+    """One batch per (area, rows) group, written together in ``writer``'s transaction."""
+    batch_nos = [numbers.next(area) for area, _ in groups]
+    empty = {"created_at": now, "created_by": actor, "records": 0, "sms": 0, "paper": 0}
+    wanted: list[dict[str, Any]] = [
+        {"batch_no": no, "area": area, **empty, "manual": 0}
+        for no, (area, _) in zip(batch_nos, groups, strict=True)
+    ]
+    ids = {
+        str(number): int(ident)
+        for ident, number in writer.execute(
+            sa.insert(dunning_batch).returning(dunning_batch.c.id, dunning_batch.c.batch_no),
+            wanted,
         )
-        .returning(dunning_batch.c.id)
-    ).scalar_one()
-    values = []
-    for r in rows:
-        check = check_phone(r.phone)
-        method = (
-            DunningMethod.PAPER
-            if r.paper
-            else DunningMethod.SMS
-            if check.valid
-            else DunningMethod.MANUAL
-        )
-        problem = None if check.valid or r.paper else f"{check.problem}: {check.detail}"
-        values.append(
-            {
-                "batch_id": batch_id,
-                "account_id": r.account_id,
-                "customer_no": r.customer_no,
-                "balance_fen": int(r.balance_fen),
-                "threshold_fen": int(r.threshold_fen),
-                "amount_due_fen": max(1, int(r.reminder_fen) - int(r.balance_fen)),
-                "pay_by": now + timedelta(seconds=int(r.lead_s)),
-                "method": method,
-                "phone_problem": problem[:128] if problem else None,
-                "created_at": now,
-            }
-        )
+    }
+    values: list[dict[str, Any]] = []
+    rows: list[Any] = []
+    for batch_no, (area, group) in zip(batch_nos, groups, strict=True):
+        for r in group:
+            method, problem = _method(r)
+            values.append(
+                {
+                    "batch_id": ids[batch_no],
+                    "account_id": r.account_id,
+                    "customer_no": r.customer_no,
+                    "balance_fen": int(r.balance_fen),
+                    "threshold_fen": int(r.threshold_fen),
+                    "amount_due_fen": max(1, int(r.reminder_fen) - int(r.balance_fen)),
+                    "pay_by": now + timedelta(seconds=int(r.lead_s)),
+                    "method": method,
+                    "phone_problem": problem,
+                    "created_at": now,
+                }
+            )
+            rows.append((area, r))
     inserted = {
         int(acc): int(ident) for ident, acc in writer.execute(_record_insert(writer), values)
     }
-    report.already_open += len(rows) - len(inserted)
-    if not inserted:
-        writer.execute(sa.delete(dunning_batch).where(dunning_batch.c.id == batch_id))
-        return None
+    report.already_open += len(values) - len(inserted)
     items: list[Outgoing] = []
     record_of: dict[str, int] = {}
-    counts = {DunningMethod.SMS: 0, DunningMethod.PAPER: 0, DunningMethod.MANUAL: 0}
-    for r, v in zip(rows, values, strict=True):
+    counts: dict[int, dict[str, int]] = {
+        i: {"records": 0, "sms": 0, "paper": 0, "manual": 0} for i in ids.values()
+    }
+    for (area, r), v in zip(rows, values, strict=True):
         ident = inserted.get(int(r.account_id))
         if ident is None:
             continue
-        counts[v["method"]] += 1
+        counts[v["batch_id"]]["records"] += 1
+        counts[v["batch_id"]][v["method"]] += 1
         item = Outgoing(
             Recipient(
                 customer_no=r.customer_no,
@@ -494,32 +530,52 @@ def _write_batch(
         items.append(item)
         record_of[item.key] = ident
     stored = enqueue_many(writer, items, templates=templates, now=now, lang=lang)
-    writer.execute(
-        sa.update(dunning)
-        .where(dunning.c.id == sa.bindparam("record_id"))
-        .values(message_id=sa.bindparam("mid")),
-        [{"record_id": record_of[key], "mid": m.id} for key, m in stored.items()],
-    )
-    writer.execute(
-        sa.update(dunning_batch)
-        .where(dunning_batch.c.id == batch_id)
-        .values(
-            records=len(inserted),
-            sms=counts[DunningMethod.SMS],
-            paper=counts[DunningMethod.PAPER],
-            manual=counts[DunningMethod.MANUAL],
+    if stored:
+        writer.execute(
+            sa.update(dunning)
+            .where(dunning.c.id == sa.bindparam("record_id"))
+            .values(message_id=sa.bindparam("mid")),
+            [{"record_id": record_of[key], "mid": m.id} for key, m in stored.items()],
         )
-    )
-    return BatchSummary(
-        batch_no,
-        area,
-        now,
-        actor,
-        len(inserted),
-        counts[DunningMethod.SMS],
-        counts[DunningMethod.PAPER],
-        counts[DunningMethod.MANUAL],
-    )
+    kept = {i: c for i, c in counts.items() if c["records"]}
+    gone = [i for i, c in counts.items() if not c["records"]]
+    if gone:  # every account of the group was dunned by a concurrent run
+        writer.execute(sa.delete(dunning_batch).where(dunning_batch.c.id.in_(gone)))
+    if kept:
+        writer.execute(
+            sa.update(dunning_batch)
+            .where(dunning_batch.c.id == sa.bindparam("bid"))
+            .values(
+                records=sa.bindparam("n"),
+                sms=sa.bindparam("n_sms"),
+                paper=sa.bindparam("n_paper"),
+                manual=sa.bindparam("n_manual"),
+            ),
+            [
+                {
+                    "bid": i,
+                    "n": c["records"],
+                    "n_sms": c["sms"],
+                    "n_paper": c["paper"],
+                    "n_manual": c["manual"],
+                }
+                for i, c in kept.items()
+            ],
+        )
+    return [
+        BatchSummary(
+            no,
+            area,
+            now,
+            actor,
+            kept[ids[no]]["records"],
+            kept[ids[no]]["sms"],
+            kept[ids[no]]["paper"],
+            kept[ids[no]]["manual"],
+        )
+        for no, (area, _) in zip(batch_nos, groups, strict=True)
+        if ids[no] in kept
+    ]
 
 
 # -- paper notices -------------------------------------------------------------------

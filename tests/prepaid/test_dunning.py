@@ -133,7 +133,7 @@ def test_auto_dunning_follows_each_areas_setting(rig: Rig) -> None:
     assert [b.area for b in report.batches] == ["A2"]
     assert report.batches[0].created_by == "system:dunning"
     assert report.skipped_auto_off == 6  # every candidate of A1 (G1 too)
-    entries = AuditLog(rig.engine, rig.clock).query(action="dunning.batch")
+    entries = AuditLog(rig.engine, rig.clock).query(action="dunning.batches")
     assert [e.target for e in entries] == [f"dunning:{report.batches[0].batch_no}"]
 
 
