@@ -290,7 +290,8 @@ def dunning_run_command(
     if as_json:
         print_json(report.to_dict())
         return
-    _batch_table(report.batches, f"dunning at {report.at:%Y-%m-%d %H:%M}")
+    if report.batches:
+        _batch_table(report.batches, f"dunning at {report.at:%Y-%m-%d %H:%M}")
     data = report.to_dict()
     console.print(_kv({k: data[k] for k in data if k not in ("at",)}), highlight=False)
     for f in report.files:
@@ -474,7 +475,8 @@ def bills_command(
 ) -> None:
     """Send the monthly bill (月度账单) of a month, once per customer.
 
-    Prints: sent=N paper=N invalid_phone=N already_sent=N no_reading=N.
+    Prints: sent=N paper=N invalid_phone=N already_sent=N no_reading=N not_rated=N
+    (accounts whose rating has not reached the month's end: rate first, then again).
     """
     from prepaid.service import send_monthly_bills
 

@@ -35,6 +35,7 @@ messages (:func:`prepaid.service._bulk.enqueue_many`); every batch is audited.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -425,7 +426,7 @@ def run_dunning(
             "batches committed so far are kept: run it again to finish"
         ) from exc
     if notices_dir is not None:
-        for batch in report.batches:
+        for i, batch in enumerate(report.batches):
             if batch.paper or batch.manual:
                 report.files.append(
                     print_batch(
@@ -437,6 +438,9 @@ def run_dunning(
                         issuer=issuer,
                         templates=templates,
                     )
+                )
+                report.batches[i] = dataclasses.replace(
+                    batch, printed_at=clock.now(), notice_file=str(report.files[-1].html)
                 )
     log.info("dunning: %s", {k: v for k, v in report.to_dict().items() if k != "batches"})
     return report

@@ -13,10 +13,13 @@ is over:
 - **balance** = the real-time balance when the bill is sent.
 
 An account without both readings gets no bill (it is counted and listed: its
-readings are missing). Selection and figures are one SQL statement (readings by
-primary-key lookups, the month's charges by one grouped scan), messages are stored
-in bulk; ``prepaid_monthly_bill`` keeps each bill as sent, so a second run of the
-same month sends nothing new.
+readings are missing), nor one whose rating has not reached the end of M yet (its
+charge would be short; counted as ``not_rated``: rate, then run again).
+
+Selection and figures are one SQL statement (readings by primary-key lookups, the
+month's charges by one grouped scan), messages are stored in bulk;
+``prepaid_monthly_bill`` keeps each bill as sent, so a second run of the same month
+sends nothing new.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class BillReport:
     invalid_phone: int = 0
     already_sent: int = 0
     no_reading: int = 0
+    not_rated: int = 0
     missing: list[str] = field(default_factory=list)  # the first customers without readings
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +115,7 @@ class BillReport:
             "invalid_phone": self.invalid_phone,
             "already_sent": self.already_sent,
             "no_reading": self.no_reading,
+            "not_rated": self.not_rated,
             "missing": self.missing,
         }
 
@@ -178,6 +183,7 @@ def send_monthly_bills(
         sa.select(
             *pop.recipient_columns(),
             s.c.balance_fen,
+            s.c.reading_day,
             _reading(pop, on_or_before=first).label("last_ckwh"),
             _reading(pop, on_or_before=end, after=first).label("this_ckwh"),
             sa.func.coalesce(charged.c.fen, 0).label("charge_fen"),
@@ -195,6 +201,8 @@ def send_monthly_bills(
                         report.no_reading += 1
                         if len(report.missing) < _SHOW_MISSING:
                             report.missing.append(r.customer_no)
+                    elif r.reading_day is None or int(r.reading_day) < day_number(end):
+                        report.not_rated += 1  # the month's charge is not complete yet
                     else:
                         ready.append(r)
                 if ready:

@@ -172,3 +172,18 @@ def test_invalid_phone_numbers_are_listed_and_exported(rig: Rig, tmp_path: Path)
     assert [r["customer_no"] for r in rows] == ["E1", "S1", "L1", "X1", "X2"]
     assert rows[2]["phone"] == "138OO138000" and rows[2]["problem"] == "letters"
     assert rows[0]["name"] == "户E1"
+
+
+def test_no_bill_before_the_month_is_rated_to_its_end(rig: Rig) -> None:
+    rig.add("B1", balance=50_000)
+    rig.meters()
+    rig.reading("B1", MAR1, 100_000)
+    rig.rate(MAR1)
+    rig.reading("B1", APR1, 123_456)  # read, but not rated yet
+    rig.clock.set(datetime(2026, 4, 1, 5, 0))
+    report = send_monthly_bills(rig.engine, MAR1, clock=rig.clock, settings=rig.settings)
+    assert (report.sent, report.not_rated) == (0, 1)
+    rig.rate(APR1)
+    report = send_monthly_bills(rig.engine, MAR1, clock=rig.clock, settings=rig.settings)
+    assert (report.sent, report.not_rated) == (1, 0)
+    assert list_bills(rig.engine)[0].charge_fen == 12_370
