@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from headend.models import Channel, Meter
 from prepaid.accounts import NewAccount, open_accounts
-from prepaid.db import open_database
+from prepaid.db import migrate, open_database
 from prepaid.models import FeederLine, NotifyMode, RatingState, TransformerArea
 from prepaid.settings import AccountsDirectory, SettingsStore, load_defaults
 from prepaid.users import Operator, Role, Users
@@ -213,9 +213,17 @@ def _populate(engine: Engine) -> None:
     assert (unit, line, areas) == (1, 1, {"A1": 1, "A2": 2})
 
 
-def make_rig(tmp_path: Path, start: datetime = datetime(2026, 3, 2, 8, 0)) -> Rig:
-    shutil.copyfile(_template_file(), tmp_path / "prepaid.db")
-    engine = open_database(f"sqlite:///{tmp_path / 'prepaid.db'}")
+def make_rig(
+    tmp_path: Path, start: datetime = datetime(2026, 3, 2, 8, 0), *, url: str | None = None
+) -> Rig:
+    """The rig on a copy of the SQLite template, or on the empty database at ``url``."""
+    if url is None:
+        shutil.copyfile(_template_file(), tmp_path / "prepaid.db")
+        engine = open_database(f"sqlite:///{tmp_path / 'prepaid.db'}")
+    else:
+        engine = open_database(url)
+        migrate(engine)
+        _populate(engine)
     clock = SteppedClock(start)
     settings = SettingsStore(
         engine,
