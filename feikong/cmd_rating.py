@@ -411,6 +411,8 @@ def bench_rating_command(
             f"accounts_per_s={rated['accounts'] / seconds if seconds else 0:.0f}", highlight=False
         )
         console.print(f"peak_rss_mib={rated['peak_rss_mib']:.0f}", highlight=False)
+        phases = " ".join(f"{k}_s={v:.1f}" for k, v in sorted(rated.get("timings", {}).items()))
+        console.print(phases, highlight=False)
         console.print(f"load_after={_load()}", highlight=False)
         outcomes = " ".join(f"{k}={v}" for k, v in rated["outcomes"].items())
         console.print(outcomes, highlight=False)

@@ -112,6 +112,10 @@ _SQLITE_BULK: Final = (
 
 
 def _apply_bulk_pragmas(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # many similar statements: compiling each with the JIT costs more than it saves
+        connection.exec_driver_sql("SET jit = off")
+        return
     if connection.dialect.name != "sqlite":
         return
     raw: Any = connection.connection.driver_connection

@@ -285,6 +285,8 @@ class RatingState(SQLModel, table=True):
     """
 
     __tablename__ = "prepaid_rating_state"
+    # rewritten daily: room for in-place (HOT) updates on PostgreSQL (migration a0002)
+    __table_args__ = ({"postgresql_with": {"fillfactor": 80}},)
 
     account_id: int = Field(
         sa_column=Column(
@@ -316,6 +318,7 @@ class RatingTou(SQLModel, table=True):
     """
 
     __tablename__ = "prepaid_rating_tou"
+    __table_args__ = ({"postgresql_with": {"fillfactor": 80}},)
 
     account_id: int = Field(
         sa_column=Column(

@@ -116,13 +116,27 @@ class Store:
     # -- reading ------------------------------------------------------------------------
 
     def _from(self, scope: Scope) -> str:
-        index = " INDEXED BY ix_prepaid_account_rating" if self.dialect == "sqlite" else ""
+        if self.dialect == "postgresql":
+            # a key lookup per account whatever the statistics say (a hash join would
+            # scan every reading of every day for each chunk)
+            # (LIMIT 1 keeps the planner from flattening it; the key gives one row at most)
+            reading = (
+                " LEFT JOIN LATERAL (SELECT r0.energy_ckwh, r0.value"  # noqa: S608
+                " FROM headend_reading r0 WHERE r0.meter_address = a.meter_address"
+                f" AND r0.di = {int(self.di)} AND r0.freeze_date = :freeze_date LIMIT 1) r ON TRUE"
+            )
+            index = ""
+        else:
+            reading = (
+                " LEFT JOIN headend_reading r ON r.meter_address = a.meter_address"
+                f" AND r.di = {int(self.di)} AND r.freeze_date = :freeze_date"
+            )
+            index = " INDEXED BY ix_prepaid_account_rating"
+        # the range on both keys: PostgreSQL's merge join does not seek the state by itself
         return (
             f" FROM prepaid_account a{index}"
-            " JOIN prepaid_rating_state s ON s.account_id = a.id"
-            " LEFT JOIN headend_reading r ON r.meter_address = a.meter_address"
-            f" AND r.di = {int(self.di)} AND r.freeze_date = :freeze_date"
-            f" WHERE {scope.where('a.id')} AND a.active"
+            f" JOIN prepaid_rating_state s ON s.account_id = a.id{reading}"
+            f" WHERE {scope.where('a.id')} AND {scope.where('s.account_id')} AND a.active"
         )
 
     def bounds(self, connection: Connection) -> tuple[int, int]:
@@ -483,8 +497,10 @@ class PostgresStore(Store):
             text(
                 f"SELECT {columns}, r.value FROM prepaid_rating_tou t"  # noqa: S608
                 " JOIN prepaid_account a ON a.id = t.account_id"
-                " LEFT JOIN headend_reading r ON r.meter_address = a.meter_address"
-                f" AND r.di = {int(self.di)} AND r.freeze_date = :freeze_date"
+                " LEFT JOIN LATERAL (SELECT r0.value FROM headend_reading r0"
+                " WHERE r0.meter_address = a.meter_address"
+                f" AND r0.di = {int(self.di)} AND r0.freeze_date = :freeze_date LIMIT 1) r"
+                " ON TRUE"
                 f" WHERE {scope.where('t.account_id')}"
             ),
             {"freeze_date": day},
@@ -549,6 +565,7 @@ class PostgresStore(Store):
                 f" tier = t.tier, outcome = CASE WHEN t.jump = 1 THEN {Outcome.ANOMALY.value}"
                 f" ELSE {outcome} END"
                 " FROM prepaid_rating_stage t WHERE s.account_id = t.account_id"
+                f" AND s.account_id BETWEEN {int(plan.ids.min())} AND {int(plan.ids.max())}"
                 f" AND (s.reading_day IS NULL OR s.reading_day < {d})"
             ),
             {"reminder": options.reminder_fen},
@@ -574,7 +591,8 @@ class PostgresStore(Store):
         connection.execute(
             text(
                 f"UPDATE prepaid_rating_tou s SET {sets} FROM prepaid_rating_tou_stage t"  # noqa: S608
-                " WHERE s.account_id = t.account_id"
+                " WHERE s.account_id = t.account_id AND s.account_id BETWEEN"
+                f" {int(plan.tou_ids.min())} AND {int(plan.tou_ids.max())}"
             )
         )
         connection.execute(text("TRUNCATE prepaid_rating_tou_stage"))

@@ -19,7 +19,7 @@ def test_migrate_twice_creates_the_prepaid_tables_once(tmp_path: Path) -> None:
     engine = migrated(tmp_path)
     first = current_revisions(engine)
     assert migrate(engine) == first  # a no-op the second time
-    assert "a0001" in head_revisions()  # the accounts branch
+    assert "a0002" in head_revisions()  # the accounts branch
     names = set(inspect(engine).get_table_names())
     assert {"prepaid_account", "prepaid_rating_state", "prepaid_charge", VERSION_TABLE} <= names
     assert "headend_reading" in names  # the head-end schema comes first
