@@ -69,10 +69,24 @@ def head_revisions() -> tuple[str, ...]:
 
 
 def current_revisions(engine: Engine) -> tuple[str, ...]:
-    """The revisions the database is at (empty before the first :func:`migrate`)."""
+    """The newest applied revision of every branch (empty before the first :func:`migrate`).
+
+    Alembic stores only the heads not implied by others: a branch another one depends
+    on is applied without being stored. This lists it anyway, so ``"m0001" in
+    current_revisions(engine)`` says whether that branch is there.
+    """
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-        return tuple(sorted(context.get_current_heads()))
+        stored = tuple(context.get_current_heads())
+    if not stored:
+        return ()
+    script = ScriptDirectory.from_config(_alembic_config())
+    applied = list(script.iterate_revisions(stored, "base"))
+    parents: set[str] = set()
+    for revision in applied:
+        down = revision.down_revision
+        parents.update((down,) if isinstance(down, str) else (down or ()))
+    return tuple(sorted({r.revision for r in applied} - parents))
 
 
 def migrate(engine: Engine, *, headend: bool = True) -> tuple[str, ...]:
