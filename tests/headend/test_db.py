@@ -52,7 +52,9 @@ def test_migrate_twice_is_a_no_op(tmp_path: Path) -> None:
     assert migrate(engine) == first
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM headend_channel")).scalar() == 1
-        assert c.execute(text(f"SELECT count(*) FROM {VERSION_TABLE}")).scalar() == 1
+        # one version row per migration branch head, however often migrate() runs
+        heads = (head_revision() or "").split(",")
+        assert c.execute(text(f"SELECT count(*) FROM {VERSION_TABLE}")).scalar() == len(heads)
 
 
 def test_other_tables_in_the_same_database_are_left_alone(tmp_path: Path) -> None:
