@@ -1,0 +1,11 @@
+"""The console's top-level screens, in the order of the navigation bar.
+
+Each module defines one :class:`~console.screens.base.ConsoleScreen` subclass; add a
+new screen by adding its ``module:Class`` path here (imported lazily by the app).
+"""
+
+from __future__ import annotations
+
+__all__ = ["SCREEN_PATHS"]
+
+SCREEN_PATHS: tuple[str, ...] = ()

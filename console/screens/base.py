@@ -1,0 +1,43 @@
+"""The base of every console screen and how the app finds the screens a user may see.
+
+A screen declares a stable ``KEY`` (used by the command palette and the key bindings),
+a ``TITLE`` and the :class:`~prepaid.users.Action` s that make it useful (``ACTIONS``;
+empty means anyone who may view). The app shows a screen to a user who may take at
+least one of them; inside the screen, buttons for actions the user may not take are
+disabled (see :meth:`ConsoleScreen.allowed`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.screen import Screen
+
+from prepaid.users import Action, Operator, may
+
+from ..context import ConsoleContext
+
+__all__ = ["ConsoleScreen"]
+
+
+class ConsoleScreen(Screen[None]):
+    """A top-level console screen bound to a :class:`ConsoleContext`."""
+
+    KEY: ClassVar[str] = ""
+    TITLE: ClassVar[str] = ""
+    ACTIONS: ClassVar[frozenset[Action]] = frozenset()
+
+    def __init__(self, ctx: ConsoleContext) -> None:
+        super().__init__(name=self.KEY or None)
+        self.ctx = ctx
+
+    @classmethod
+    def visible_to(cls, user: Operator) -> bool:
+        """Whether ``user`` sees this screen at all."""
+        if not cls.ACTIONS:
+            return may(user, Action.VIEW)
+        return any(may(user, action) for action in cls.ACTIONS)
+
+    def allowed(self, action: Action) -> bool:
+        """Whether the logged-in operator may take ``action`` (to enable its buttons)."""
+        return self.ctx.may(action)
