@@ -58,6 +58,7 @@ def _register() -> None:
         cmd_rating,
         cmd_service,
         cmd_settings,
+        cmd_stats,
         cmd_tariff,
         cmd_users,
         cmd_workflows,
@@ -81,6 +82,7 @@ def _register() -> None:
     cmd_workflows.register(app)
     cmd_rating.register(app)
     cmd_service.register(app)
+    cmd_stats.register(app)
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)
     cmd_bench_reads.register(bench_app)
