@@ -19,8 +19,8 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from meter_sim.card import Card, CardError, CardType, read_card, write_card
 from meter_sim.wallet import MAX_AMOUNT_FEN
+from protocol.card import Card, CardError, CardType, read_card, write_card
 from protocol.errors import SecurityError
 from protocol.security import SimulatedEncryptionMachine, check_sm4_support, load_master_key
 
