@@ -605,17 +605,21 @@ class JobStore:
                 )
             )
 
-    def recover(self, now: datetime) -> list[str]:
+    def recover(self, now: datetime, accept: Callable[[str], bool] | None = None) -> list[str]:
         """After a crash: jobs left ``running`` go back to the queue, to be retried.
 
         Their open attempts are closed as ``interrupted`` (kept in the log, not
-        counted). Returns the ids of the recovered jobs.
+        counted). ``accept(address)`` limits it to the meters of one runner (a
+        shard). Returns the ids of the recovered jobs.
         """
         stamp = to_db_time(now)
         with self.engine.begin() as c:
-            ids = list(
-                c.execute(select(_job.c.id).where(_job.c.state == JobState.RUNNING.value)).scalars()
+            running = c.execute(
+                select(_job.c.id, _job.c.meter_address).where(
+                    _job.c.state == JobState.RUNNING.value
+                )
             )
+            ids = [i for i, address in running if accept is None or accept(address)]
             if not ids:
                 return []
             c.execute(
@@ -756,6 +760,9 @@ class JobRunner:
     ``only`` restricts the runner to those job ids (``feikong headend command --wait``).
     ``resolve(address)`` is asked once when the pool does not know a meter (added to
     the archive after the pool was built); it returns True if it could add it.
+    ``accept(address)`` limits the runner to the meters it serves (one shard of the
+    archive, :mod:`headend.sharding`): other meters' jobs are left to their own
+    runner, also when recovering after a crash.
     """
 
     def __init__(
@@ -773,6 +780,7 @@ class JobRunner:
         only: Collection[str] | None = None,
         stop_grace_s: float = 5.0,
         resolve: Callable[[str], bool] | None = None,
+        accept: Callable[[str], bool] | None = None,
     ) -> None:
         if max_meters < 1 or bundle < 1:
             raise JobError(f"max_meters and bundle must be >= 1, got {max_meters}, {bundle}")
@@ -788,6 +796,7 @@ class JobRunner:
         self.only = set(only) if only is not None else None
         self.stop_grace_s = stop_grace_s
         self.resolve = resolve
+        self.accept = accept
         self._handler_clock = _RunnerClock(self)
         self._queued: dict[str, JobRecord] = {}
         self._busy: set[str] = set()
@@ -816,10 +825,28 @@ class JobRunner:
                     priority=job.priority,
                 )
             )
-        if job.state is JobState.QUEUED and (self.only is None or job.id in self.only):
+        if job.state is JobState.QUEUED and self._ours(job):
             self._queued[job.id] = job
             self._poke()
         return job, created
+
+    def take(self, job_ids: Collection[str]) -> int:
+        """Queue now the listed jobs that are queued in the database and this runner's
+        (jobs another process submitted and announced, e.g. over MQTT); returns how
+        many were added. Without it they are found at the next poll."""
+        added = 0
+        for job in self.store.queued(job_ids):
+            if job.id not in self._queued and self._ours(job):
+                self._queued[job.id] = job
+                added += 1
+        if added:
+            self._poke()
+        return added
+
+    def _ours(self, job: JobRecord) -> bool:
+        if self.only is not None and job.id not in self.only:
+            return False
+        return self.accept is None or self.accept(job.address)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -827,7 +854,7 @@ class JobRunner:
         """Recover jobs a crash left running, load the queue, start dispatching."""
         if self._dispatcher is not None:
             return
-        self.store.recover(self.clock.now())
+        self.store.recover(self.clock.now(), self.accept)
         self._refresh()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="job-dispatcher")
 
@@ -927,7 +954,7 @@ class JobRunner:
     def _refresh(self) -> None:
         """Load queued jobs from the database (ours and other processes')."""
         for job in self.store.queued(self.only):
-            if job.id not in self._queued:
+            if job.id not in self._queued and self._ours(job):
                 self._queued[job.id] = job
 
     async def _dispatch(self) -> None:
