@@ -16,6 +16,7 @@ from rich.table import Table
 from headend.errors import ArchiveFormatError, HeadendError
 
 from .cmd_headend_collect import collect_command
+from .cmd_headend_shards import dispatch_command
 from .output import console, err_console, fail, print_json
 
 if TYPE_CHECKING:  # the database stack is imported only by the commands that use it
@@ -238,6 +239,12 @@ def run_command(
     ),
     settle: float = _SETTLE,
     log_level: str = typer.Option("WARNING", "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        metavar="I/K",
+        help="Run as the front-end of shard I of K (needs --mqtt; PostgreSQL for standbys).",
+    ),
 ) -> None:
     """Run the head-end: execute queued jobs, collect daily, publish events (Ctrl-C stops).
 
@@ -262,6 +269,10 @@ def run_command(
     if recollect_rounds < 0 or recollect_interval < 0:
         fail("--recollect-rounds and --recollect-interval-min must be >= 0", 2)
     at = _parse_hhmm(collect_at)
+    if shard is not None:
+        from .cmd_headend_shards import mqtt_url
+
+        mqtt = mqtt_url(mqtt)  # the shards need a broker; HOST:PORT is accepted too
     if mqtt is not None:
         try:
             MqttSettings.from_url(mqtt)
@@ -277,6 +288,11 @@ def run_command(
         recollect_rounds=recollect_rounds,
         recollect_interval_s=recollect_interval * 60,
     )
+    if shard is not None:
+        from .cmd_headend_shards import run_frontend
+
+        run_frontend(engine, shard, mqtt, clock=clock, keys=keys, settings=settings)
+        return
 
     async def main() -> None:
         try:
@@ -586,6 +602,7 @@ headend_app.command("collect")(collect_command)
 headend_app.command("run")(run_command)
 headend_app.command("command")(command_command)
 headend_app.command("status")(status_command)
+headend_app.command("dispatch")(dispatch_command)
 
 
 def register(app: typer.Typer) -> None:

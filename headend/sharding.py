@@ -59,6 +59,7 @@ import resource
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as time_of_day
@@ -421,6 +422,8 @@ class Frontend:
         self.meters: list[tuple[str, int]] = []
         self.collections: list[dict[str, Any]] = []
         self.rejected = 0
+        self.on_collected: Callable[[dict[str, Any]], None] | None = None
+        """Called with the figures of each collection (as in the ``collected`` status)."""
         self._client: Any = None
         self._requests: asyncio.Queue[_CollectRequest] = asyncio.Queue()
         self._lease_poke = asyncio.Event()
@@ -719,6 +722,8 @@ class Frontend:
             "error": error,
         }
         self.collections.append(figures)
+        if self.on_collected is not None:
+            self.on_collected(figures)
         done_state = {"state": "done", **figures}
         await asyncio.to_thread(
             store.save_status, self.shard.status_name, done_state, self.clock.now()

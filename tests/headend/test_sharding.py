@@ -173,6 +173,7 @@ async def test_a_message_for_another_shard_or_not_json_is_refused_and_counted(
                 )
                 done = await asyncio.wait_for(outcomes.get(), 20)
             # messages on one topic arrive in order: the three before were handled first
+            assert isinstance(done, CommandSucceeded)
             assert (done.job_id, front.rejected) == (job.id, 3)
     finally:
         await rig.aclose()
