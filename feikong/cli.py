@@ -61,6 +61,7 @@ def _register() -> None:
         cmd_stats,
         cmd_tariff,
         cmd_users,
+        cmd_vend,
         cmd_workflows,
     )
 
@@ -83,6 +84,7 @@ def _register() -> None:
     cmd_rating.register(app)
     cmd_service.register(app)
     cmd_stats.register(app)
+    cmd_vend.register(app)
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)
     cmd_bench_reads.register(bench_app)
