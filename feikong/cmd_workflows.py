@@ -9,6 +9,7 @@ relay checks for repeated trips, reconnections of customers who paid.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -99,12 +100,48 @@ class QueuedControl:
         return self.store.require(job_id)
 
 
-def _fee_control(engine: Engine) -> FeeControl:
+_LIMIT_ENV = {1: "FEIKONG_APPROVAL_L1_LIMIT", 2: "FEIKONG_APPROVAL_L2_LIMIT"}
+_UNITS = {"d": 86_400, "h": 3_600, "m": 60}
+
+
+def parse_duration(text: str, option: str) -> timedelta:
+    """``90m``, ``24h``, ``2d``, ``1d12h`` → a duration; exit 2 with a clear line otherwise."""
+    import re
+
+    compact = text.strip().lower().replace(" ", "")
+    parts = re.findall(r"(\d+)([dhm])", compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        fail(f"{option} wants a duration such as 90m, 24h, 2d or 1d12h, got {text!r}", 2)
+    value = timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+    if value <= timedelta(0):
+        fail(f"{option} must be longer than 0, got {text!r}", 2)
+    return value
+
+
+def _limits() -> dict[str, timedelta]:
+    """The approval time limits from $FEIKONG_APPROVAL_L1_LIMIT / _L2_LIMIT, if set."""
+    import os
+
+    out = {}
+    for level, env in _LIMIT_ENV.items():
+        if os.environ.get(env):
+            out[f"approval_l{level}_limit"] = parse_duration(os.environ[env], f"${env}")
+    return out
+
+
+def _fee_control(engine: Engine, **limits: timedelta) -> FeeControl:
     from prepaid.workflows import FeeControl, WorkflowConfig
     from protocol.clock import RealClock
 
     # no events reach a CLI process: every tick reads the outcomes of finished jobs
-    config = WorkflowConfig(stuck_after=timedelta(0))
+    merged = {**_limits(), **limits}
+    default = WorkflowConfig()
+    config = dataclasses.replace(
+        default,
+        stuck_after=timedelta(0),
+        approval_l1_limit=merged.get("approval_l1_limit", default.approval_l1_limit),
+        approval_l2_limit=merged.get("approval_l2_limit", default.approval_l2_limit),
+    )
     return FeeControl(engine, QueuedControl(engine), clock=RealClock(), config=config)
 
 
@@ -331,6 +368,58 @@ def show_command(
     console.print(table)
 
 
+@disconnect_app.command("overdue")
+def overdue_command(
+    pending: bool = typer.Option(
+        False, "--pending", help="Every request waiting for an approval, not only overdue ones."
+    ),
+    l1_limit: str | None = typer.Option(
+        None,
+        "--l1-limit",
+        help="Level-1 approval time limit, e.g. 24h (default: $FEIKONG_APPROVAL_L1_LIMIT or 24h).",
+    ),
+    l2_limit: str | None = typer.Option(
+        None,
+        "--l2-limit",
+        help="Level-2 approval time limit, e.g. 8h (default: $FEIKONG_APPROVAL_L2_LIMIT or 24h).",
+    ),
+    db: str | None = db_option(),
+    as_json: bool = _JSON,
+) -> None:
+    """Requests whose approval is overdue (审批超时), most overdue first, with who may
+    approve them now. Escalation (a line in the history) is done by `disconnect tick`."""
+    limits = {}
+    if l1_limit:
+        limits["approval_l1_limit"] = parse_duration(l1_limit, "--l1-limit")
+    if l2_limit:
+        limits["approval_l2_limit"] = parse_duration(l2_limit, "--l2-limit")
+    fc = _fee_control(open_db(db), **limits)
+    waits = fc.sla.pending() if pending else fc.sla.overdue()
+    if as_json:
+        print_json([w.to_dict() for w in waits])
+        return
+    what = "waiting for approval" if pending else "overdue approvals"
+    table = Table(title=f"{len(waits)} {what}", title_justify="left")
+    for column in ("number", "customer", "unit", "waits for", "since", "deadline", "overdue by"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("escalated")
+    table.add_column("may approve")
+    for w in waits:
+        late = w.to_dict()["overdue_by"] if w.overdue else "-"
+        table.add_row(
+            w.number,
+            w.customer_no,
+            w.supply_unit or "-",
+            f"level {w.level}",
+            _when(w.since),
+            _when(w.deadline),
+            f"[red]{late}[/]" if w.overdue else late,
+            _when(w.escalated_at),
+            ", ".join(w.approvers) or "[red]nobody: grant the role[/]",
+        )
+    console.print(table)
+
+
 @disconnect_app.command("tick")
 def tick_command(db: str | None = db_option(), as_json: bool = _JSON) -> None:
     """Do what is due now: outcomes of finished jobs, notices, trips, relay checks."""
@@ -343,7 +432,7 @@ def tick_command(db: str | None = db_option(), as_json: bool = _JSON) -> None:
         f"{report.at:%Y-%m-%d %H:%M:%S}: notices {len(report.notices)}, trips "
         f"{len(report.trips)}, relay checks {len(report.checks)}, waiting (protected hours) "
         f"{len(report.waiting)}, cancelled/reconnected {len(report.cancelled)}, outcomes "
-        f"read {len(report.recovered)}",
+        f"read {len(report.recovered)}, approvals overdue {len(report.escalated)}",
         highlight=False,
     )
 

@@ -3,29 +3,25 @@
 Run programmatically by :func:`prepaid.db.migrate`, which passes an open connection.
 For development (see ``alembic.ini``) the database is ``$FEIKONG_DB`` or the default
 SQLite file. Only ``prepaid_*`` tables are compared, so the head-end's are left
-alone. The table modules of every branch are found by name: any ``models`` or
-``tables`` module in the ``prepaid`` package tree is imported.
+alone. The table modules of every branch are found by what they declare (see
+:mod:`prepaid.migrations.discover`), not by their names.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
 from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import prepaid
 from prepaid.db import VERSION_TABLE, open_database
+from prepaid.migrations.discover import import_table_modules
 from prepaid.models import metadata
 
 
 def _import_table_modules() -> None:
-    for info in pkgutil.walk_packages(prepaid.__path__, "prepaid."):
-        if info.name.rsplit(".", 1)[-1] in ("models", "tables"):
-            importlib.import_module(info.name)
+    import_table_modules()
 
 
 def _ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:

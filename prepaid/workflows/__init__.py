@@ -5,6 +5,7 @@
 - :mod:`.reconnection` — on payment: cancel what is pending, permit-close or direct
   close, the "reconnected" message, an on-site work order when it fails.
 - :mod:`.guarantee` — power guarantee (保电): never tripped; 3AH to the meters.
+- :mod:`.sla` — approval time limits: overdue requests are escalated (never decided).
 - :mod:`.orchestrator` — :class:`FeeControl` wires them to the head-end's events,
   the payment hook and the shared clock.
 """
@@ -31,9 +32,12 @@ from .disconnection import (
 from .guarantee import GuaranteeStatus, GuaranteeSyncReport, GuaranteeWorkflow
 from .orchestrator import FeeControl
 from .reconnection import Reconnection, ReconnectionWorkflow
+from .sla import ApprovalSla, ApprovalWait
 from .tables import DisconnectionState, NextAction, ReconnectionMethod, ReconnectionState
 
 __all__ = [
+    "ApprovalSla",
+    "ApprovalWait",
     "Candidate",
     "ControlPort",
     "Customer",

@@ -118,6 +118,11 @@ class WorkflowConfig:
     """After a failed remote trip, try again this long later (outside protected hours)."""
     check_retry: timedelta = timedelta(hours=1)
     """After a relay read that failed, read again this long later."""
+    approval_l1_limit: timedelta = timedelta(hours=24)
+    """Time limit (SLA) of the level-1 approval, from the request (see
+    :mod:`prepaid.workflows.sla`: the request is then overdue and escalated)."""
+    approval_l2_limit: timedelta = timedelta(hours=24)
+    """Time limit (SLA) of the level-2 approval, from the level-1 approval."""
     stuck_after: timedelta = timedelta(hours=2)
     """A head-end job without an outcome for this long is looked up (lost event)."""
     lang: Lang = Lang.ZH

@@ -263,6 +263,8 @@ class TickReport:
     waiting: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)
+    escalated: list[str] = field(default_factory=list)
+    """Requests whose approval became overdue (see :mod:`prepaid.workflows.sla`)."""
 
     @property
     def total(self) -> int:
@@ -277,6 +279,7 @@ class TickReport:
             "waiting": self.waiting,
             "cancelled": self.cancelled,
             "recovered": self.recovered,
+            "escalated": self.escalated,
         }
 
 

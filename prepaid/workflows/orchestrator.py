@@ -50,6 +50,7 @@ from ._common import ControlPort, RateFunction, WorkflowConfig, WorkflowContext
 from .disconnection import Disconnection, DisconnectionWorkflow, TickReport
 from .guarantee import GuaranteeWorkflow
 from .reconnection import ReconnectionWorkflow
+from .sla import ApprovalSla
 from .tables import ReconnectionState
 
 __all__ = ["FeeControl"]
@@ -95,6 +96,7 @@ class FeeControl:
         self.disconnection = DisconnectionWorkflow(self.ctx)
         self.reconnection = ReconnectionWorkflow(self.ctx, self.disconnection)
         self.guarantee = GuaranteeWorkflow(self.ctx)
+        self.sla = ApprovalSla(self.ctx, self.disconnection)
         self.disconnection.reconnect_hook = self._reconnect_after
         self.ctx.workorders.on_result(self._on_result)
         self._subscription: Subscription | None = None
@@ -205,6 +207,7 @@ class FeeControl:
         paid = self.sweep_paid()
         report = self.disconnection.tick()
         report.cancelled.extend(paid)
+        report.escalated.extend(self.sla.tick())
         self.reconnection.release_stuck()
         self.reconnection.flush_messages()
         return report
@@ -217,7 +220,9 @@ class FeeControl:
         return report
 
     def next_due(self) -> datetime | None:
-        return self.disconnection.next_due()
+        """The next due work or approval deadline (``None``: nothing scheduled)."""
+        times = [t for t in (self.disconnection.next_due(), self.sla.next_due()) if t is not None]
+        return min(times, default=None)
 
     async def run(self, bus: EventBus, *, idle_s: float = _IDLE_S) -> None:
         """Run until cancelled: handle events as they come, do due work on the clock.

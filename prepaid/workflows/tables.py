@@ -202,6 +202,7 @@ disconnection_event_table = sa.Table(
     sa.Column("comment", sa.Text(), nullable=False, server_default=""),
     sa.Column("job_id", sa.String(64), nullable=True),
     sa.Index("ix_prepaid_disconnection_event_episode", "disconnection_id", "id"),
+    sa.Index("ix_prepaid_disconnection_event_at", "at"),  # migration w0003
 )
 
 reconnection_table = sa.Table(
