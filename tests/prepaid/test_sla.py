@@ -104,3 +104,29 @@ async def test_cli_lists_overdue_requests(tmp_path: Path) -> None:
         assert episode.number in table.output and "approver.l1" in table.output
         bad = runner.invoke(app, ["disconnect", "overdue", "--l1-limit", "soon"], env=env)
         assert bad.exit_code == 2 and "90m, 24h, 2d" in bad.output
+
+
+async def test_the_orchestrator_loop_escalates_at_the_deadline(tmp_path: Path) -> None:
+    import asyncio
+    import contextlib
+
+    async with platform(tmp_path, config=CONFIG) as p:
+        episode = p.fc.disconnection.request(CUSTOMERS[0], by=p.staff["operator"])
+        p.fc.close()
+        # idle wake-ups every 3 h (12:00, 15:00): only the deadline wakes it at 13:00
+        task = asyncio.create_task(p.fc.run(p.he.bus, idle_s=3 * 3600))
+        try:
+            await p.go_to(datetime(2026, 3, 2, 12, 59))
+            for _ in range(20):  # let the loop run (no clock time passes)
+                await asyncio.sleep(0)
+            assert _overdue_lines(p, episode.number) == []
+            await p.go_to(datetime(2026, 3, 2, 13, 0))
+            for _ in range(100):
+                if _overdue_lines(p, episode.number):
+                    break
+                await asyncio.sleep(0)
+            assert len(_overdue_lines(p, episode.number)) == 1
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
