@@ -133,6 +133,39 @@ def sell_command(
         console.print(f"card written to {card}", highlight=False)
 
 
+@vend_app.command("reissue")
+def reissue_command(
+    sale_id: str = typer.Argument(..., help="The sale whose card was lost."),
+    card: Path = typer.Option(..., "--card", help="Write the replacement card file here."),
+    key_file: str | None = typer.Option(
+        None, "--key-file", help="Lab master key file (32 hex digits); default: the test key."
+    ),
+    user: str | None = typer.Option(None, "--user", help="Your login (role with 'vend')."),
+    db: str | None = db_option(),
+) -> None:
+    """Write a replacement card (补卡) for a lost one: the same purchase, so the meter
+    credits it at most once."""
+    from prepaid.users import PermissionDeniedError, Users
+    from prepaid.vending import VendingError
+
+    engine = open_db(db)
+    vending = _vending(engine, key_file)
+    operator = login(Users(engine, clock=vending.clock, audit=vending.audit), user)
+    try:
+        written = vending.reissue(sale_id, by=operator, card_path=card)
+    except PermissionDeniedError as exc:
+        fail(f"refused: {exc}", 1)
+    except VendingError as exc:
+        fail(str(exc), 2)
+    except OSError as exc:
+        fail(f"cannot write the card file {card}: {exc.strerror or exc}; choose another --card")
+    console.print(
+        f"{written.type.value} card {written.purchase_count} of {sale_id} "
+        f"({_yuan(written.amount_fen)} yuan, serial {written.serial}) written to {card}",
+        highlight=False,
+    )
+
+
 @vend_app.command("history")
 def history_command(
     customer: str = typer.Argument(..., help="Customer number (户号)."),

@@ -15,7 +15,8 @@ takes, and the meter itself deducts as energy is used. :class:`Vending` does:
   before the money moves, so a crash in between is finished by selling again with the
   same id; the card is written only once the money is in. Every sale is audited
   (``vend.sell``; a refusal ``vend.sell.refused``).
-- **History** (:meth:`Vending.history`): the sales (purchase records) of a customer.
+- **History** (:meth:`Vending.history`): the sales (purchase records) of a customer;
+  :meth:`Vending.reissue` writes a replacement card (补卡) for a lost one.
 - **Reconcile** (:meth:`Vending.request_remaining`, :meth:`Vending.reconcile`, 对账): the
   meters' remaining amounts (剩余金额) are read through the head-end's service interface
   (``read(address, "remaining")``; the head-end stores the value like any read), then
@@ -202,7 +203,12 @@ class Sale:
     def card(self, machine: SimulatedEncryptionMachine, *, replacement: bool = False) -> Card:
         """The card of this sale, signed (a replacement card 补卡 carries the same purchase:
         a meter that already took it adds nothing)."""
-        kind = CardType.REPLACEMENT if replacement else self.card_type
+        # an open-account card stays one: a meter never opened takes nothing else
+        kind = (
+            CardType.REPLACEMENT
+            if replacement and self.card_type is not CardType.OPEN
+            else self.card_type
+        )
         return Card(
             kind,
             card_customer_number(self.customer_no),
@@ -521,6 +527,34 @@ class Vending:
         except Exception:
             log.exception("could not audit a refused sale")
         log.info("sale %r refused: %s", sale_id, exc)
+
+    def reissue(self, sale_id: str, *, by: Operator, card_path: Path | None = None) -> Card:
+        """A replacement card (补卡) for a sale whose card was lost: the same purchase
+        (count and amount), so a meter that took the first card adds nothing, and one
+        that did not is credited once. Only a credited sale; audited (``vend.reissue``)."""
+        sale = self.get(sale_id)
+        try:
+            with self.engine.connect() as conn:
+                customer = _customer(conn, sale.customer_no)
+            require(by, Action.VEND, supply_unit=customer.supply_unit)
+            if sale.credited_at is None:
+                raise VendingError(
+                    f"sale {sale.sale_id} is not credited yet: sell it again with the same "
+                    "sale id to finish it"
+                )
+        except (VendingError, PermissionDeniedError) as exc:
+            self._refused(by, sale.customer_no, sale_id, sale.amount_fen, exc)
+            raise
+        card = sale.card(self.machine, replacement=True)
+        self.audit.record(
+            by,
+            "vend.reissue",
+            f"customer:{sale.customer_no}",
+            {"sale_id": sale.sale_id, "purchase_count": sale.purchase_count, "serial": card.serial},
+        )
+        if card_path is not None:
+            write_card(card_path, card)
+        return card
 
     # -- reading --------------------------------------------------------------------
 

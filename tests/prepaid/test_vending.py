@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from feikong.cli import app
@@ -45,7 +47,7 @@ from prepaid.audit import AuditLog
 from prepaid.balance import realtime_balance
 from prepaid.cis import LedgerCis
 from prepaid.cis.payments import PaymentService
-from prepaid.db import open_database
+from prepaid.db import migrate, open_database
 from prepaid.models import FeeControlMode
 from prepaid.users import Operator, PermissionDeniedError
 from prepaid.vending import (
@@ -62,9 +64,11 @@ from protocol.security import SimulatedEncryptionMachine
 
 from ..headend.fleet_rig import KEY
 from ..headend.jobs_rig import HeadEnd, headend
+from ..headend.test_postgres import pg_url
 from .rating_helpers import account, with_tariffs_and_unit
 from .security_helpers import PASSWORD, _template_file, add_staff, make_users
 
+_ = pg_url
 MACHINE = SimulatedEncryptionMachine(KEY)
 START = datetime(2026, 3, 2, 9, 0)
 
@@ -149,10 +153,12 @@ class Office:
 
 
 @asynccontextmanager
-async def office(tmp_path: Path) -> AsyncIterator[Office]:
-    database = tmp_path / "feikong.db"
-    shutil.copyfile(_template_file(), database)
-    url = f"sqlite:///{database}"
+async def office(tmp_path: Path, db_url: str | None = None) -> AsyncIterator[Office]:
+    """The customers of the module doc; ``db_url``: an empty database (PostgreSQL)
+    instead of a copy of the migrated SQLite template."""
+    url = db_url or f"sqlite:///{tmp_path / 'feikong.db'}"
+    if db_url is None:
+        shutil.copyfile(_template_file(), tmp_path / "feikong.db")
     store_engine = open_database(url)
     handlers = {**control_handlers(KeyRing(KEY)), JobKind.READ: _read_with_remaining(store_engine)}
     configs = [_config(1), _config(2), _config(3, remaining_fen=999, purchase_count=0)]
@@ -161,6 +167,8 @@ async def office(tmp_path: Path) -> AsyncIterator[Office]:
         async with headend(tmp_path, configs=configs, handlers=handlers, db_url=url) as he:
             await he.clock.advance((START - he.clock.now()).total_seconds())
             engine = he.engine
+            if db_url is not None:
+                migrate(engine, headend=False)
             with engine.begin() as c:
                 unit = with_tariffs_and_unit(c)
                 open_accounts(
@@ -230,6 +238,25 @@ async def test_sell_insert_the_card_and_reconcile_through_the_head_end(tmp_path:
         ] is MatchState.MATCH
 
 
+async def test_a_lost_card_is_replaced_and_credited_once(tmp_path: Path) -> None:
+    async with office(tmp_path) as o:
+        v, clerk = o.vending, o.staff["customer-service"]
+        meter = o.he.meter("000000000001")
+        v.sell("3300000001", 5_000, "L-1", by=clerk, card_path=tmp_path / "c1.json")
+        v.sell("3300000001", 2_000, "L-2", by=clerk)  # the customer loses this card
+        # the open-account card, lost before the meter was opened, stays an open card
+        assert v.reissue("L-1", by=clerk).type is CardType.OPEN
+        await meter.insert_card_file(tmp_path / "c1.json")
+        replacement = v.reissue("L-2", by=clerk, card_path=tmp_path / "r2.json")
+        assert (replacement.type, replacement.purchase_count) == (CardType.REPLACEMENT, 2)
+        assert (await meter.insert_card_file(tmp_path / "r2.json")).remaining_fen == 7_000
+        assert (await meter.insert_card_file(tmp_path / "r2.json")).remaining_fen == 7_000
+        with pytest.raises(PermissionDeniedError):
+            v.reissue("L-2", by=o.staff["auditor"])
+        actions = [e.action for e in AuditLog(o.engine, o.he.clock).iter_entries()]
+        assert actions.count("vend.reissue") == 2 and "vend.sell.refused" in actions
+
+
 async def test_sales_refused_with_a_reason_and_audited(tmp_path: Path) -> None:
     async with office(tmp_path) as o:
         v, clerk = o.vending, o.staff["customer-service"]
@@ -294,3 +321,32 @@ def test_sale_ids_and_customer_numbers_are_checked(tmp_path: Path) -> None:
     assert card_customer_number("3300000001") == "003300000001"
     with pytest.raises(VendingError, match="12 digits"):
         card_customer_number("A-33")
+
+
+@pytest.fixture
+def pg_database(pg_url: str) -> Iterator[str]:
+    admin = open_database(pg_url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(text("CREATE DATABASE feikong_vending"))
+    yield make_url(pg_url).set(database="feikong_vending").render_as_string(hide_password=False)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(text("DROP DATABASE feikong_vending WITH (FORCE)"))
+    admin.dispose()
+
+
+async def test_sell_and_reconcile_on_postgresql(tmp_path: Path, pg_database: str) -> None:
+    async with office(tmp_path, db_url=pg_database) as o:
+        v, clerk = o.vending, o.staff["customer-service"]
+        card = tmp_path / "c1.json"
+        for _ in range(2):  # credited once
+            v.sell("3300000001", 5_000, "PG-1", by=clerk, card_path=card)
+        assert realtime_balance(o.engine, "3300000001").realtime_fen == 5_000
+        await o.he.meter("000000000001").insert_card_file(card)
+        v.sell("3300000002", 3_000, "PG-2", by=clerk)
+        await o.read_meters()
+        states = {r.customer_no: r.state for r in v.reconcile(tolerance_fen=0).rows}
+        assert states == {
+            "3300000001": MatchState.MATCH,
+            "3300000002": MatchState.NOT_INSERTED,
+            "3300000003": MatchState.MISMATCH,
+        }
