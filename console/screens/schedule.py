@@ -81,7 +81,7 @@ class ScheduleScreen(ConsoleScreen):
     def status(self) -> StatusLine:
         return self.query_one("#status", StatusLine)
 
-    def refresh_plan(self) -> None:
+    def refresh_plan(self, *, announce_empty: bool = True) -> None:
         table = self.query_one("#plan", DataTable)
         table.clear()
         rows = schedule(self.fc, self.ctx)
@@ -99,7 +99,7 @@ class ScheduleScreen(ConsoleScreen):
                 str(row.trips),
                 key=row.number,
             )
-        if not rows:
+        if not rows and announce_empty:
             self.status.info("No approved disconnection is waiting.")
         self.show_history()
 
@@ -140,4 +140,4 @@ class ScheduleScreen(ConsoleScreen):
         )
         if done is not None:
             self.status.ok(f"{done.number}: {done.state.value} ({reason})")
-            self.refresh_plan()
+            self.refresh_plan(announce_empty=False)

@@ -29,7 +29,7 @@ from ..context import ConsoleContext
 from ..queries._paging import Pager
 from ..queries.approvals import fee_control
 from ..queries.workorders import WorkOrderFilter, work_order_page
-from ..widgets.workflow_common import StatusLine, attempt, selected_key, when
+from ..widgets.workflow_common import StatusLine, attempt, keep_cursor, selected_key, when
 from .base import ConsoleScreen
 
 __all__ = ["WorkOrdersScreen"]
@@ -152,8 +152,7 @@ class WorkOrdersScreen(ConsoleScreen):
                 o.summary,
                 key=o.number,
             )
-        if keep in self.orders:
-            table.move_cursor(row=table.get_row_index(keep))
+        keep_cursor(table, keep)
         self.query_one("#page", Label).update(self.pager.label)
         self.show_history()
 

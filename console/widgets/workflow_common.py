@@ -25,6 +25,7 @@ __all__ = [
     "CommentDialog",
     "StatusLine",
     "attempt",
+    "keep_cursor",
     "selected_key",
     "when",
     "yuan",
@@ -101,6 +102,16 @@ def selected_key(table: DataTable[object]) -> str | None:
     except Exception:  # the cursor is outside the rows (the table was just cleared)
         return None
     return None if row_key.value is None else str(row_key.value)
+
+
+def keep_cursor(table: DataTable[object], key: str | None) -> None:
+    """Put the cursor back on the row ``key`` after the table was reloaded (if still there)."""
+    if key is None:
+        return
+    try:
+        table.move_cursor(row=table.get_row_index(key))
+    except Exception:  # the row is gone (closed, filtered out): stay where we are
+        return
 
 
 class CommentDialog(ModalScreen[str | None]):
