@@ -343,8 +343,8 @@ LEFT JOIN (
 ) e ON e.job_id = j.id
 LEFT JOIN prepaid_disconnection d ON e.job_id IS NULL AND d.job_id = j.id
 LEFT JOIN prepaid_account a ON a.meter_address = j.meter_address
-LEFT JOIN prepaid_feeder_line l ON l.id = a.feeder_line_id
 LEFT JOIN prepaid_transformer_area t ON t.id = a.transformer_area_id
+LEFT JOIN prepaid_feeder_line l ON l.id = COALESCE(a.feeder_line_id, t.feeder_line_id)
 WHERE j.kind = 'trip'
 ORDER BY j.created_at, j.id
 """
