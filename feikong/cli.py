@@ -57,6 +57,7 @@ def _register() -> None:
         cmd_meter_sim,
         cmd_protocol,
         cmd_rating,
+        cmd_selftest,
         cmd_service,
         cmd_settings,
         cmd_stats,
@@ -87,6 +88,7 @@ def _register() -> None:
     cmd_service.register(app)
     cmd_stats.register(app)
     cmd_vend.register(app)
+    cmd_selftest.register(app)
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)
     cmd_bench_reads.register(bench_app)
