@@ -304,8 +304,9 @@ class MessagesScreen(ConsoleScreen):
             return
         self.campaign = campaign
         self.status.ok(
-            f"campaign {campaign.id}: recipients {campaign.recipients}, queued {campaign.queued}, "
-            f"invalid {campaign.invalid}, left out (paper) {campaign.skipped_paper} — see the outbox"
+            f"campaign {campaign.id}: recipients {campaign.recipients}, "
+            f"queued {campaign.queued}, invalid {campaign.invalid}, "
+            f"left out (paper) {campaign.skipped_paper} — see the outbox"
         )
         self.query_one("#text", TextArea).text = ""
         self.pager.reset()
