@@ -66,6 +66,8 @@ BALANCE_BANDS: Final[tuple[tuple[str, int | None, int | None], ...]] = (
 _TRIPPED: Final = ("tripped",)
 _FAILED_ATTEMPTS: Final = ("trip-failed", "failed")
 _RATE_PLACES: Final = Decimal("0.0001")
+_TEXT_VIOLATIONS: Final = 50
+"""Violations listed in the text report (the JSON has them all)."""
 _DAILY_FORWARD_DI: Final = 0x05060101
 """The daily-freeze block the head-end stores per meter and day (prepaid.rating)."""
 
@@ -261,13 +263,14 @@ class DemoReport:
             add(f"  by status: {_split(self.message_statuses).strip(' ()')}")
         add("")
         add(f"per day (collection rate over the run {_percent(self.collection_rate)})")
+        width = max((len(str(d.meters)) for d in self.daily), default=1)
         add(
-            "  day         collected  rate     payments        paid    charged  trips  "
-            "failures  messages"
+            f"  day         {'collected':>{2 * width + 1}}  rate     payments        paid"
+            "    charged  trips  failures  messages"
         )
         for d in self.daily:
             add(
-                f"  {d.day.isoformat()}  {d.collected:>5}/{d.meters:<5} "
+                f"  {d.day.isoformat()}  {d.collected:>{width}}/{d.meters:<{width}} "
                 f"{_percent(d.collection_rate):>7}  {d.payments:>8}  {yuan(d.paid_fen):>10} "
                 f"{yuan(d.charged_fen):>10}  {d.trips:>5}  {d.trip_failures:>8}  {d.messages:>8}"
             )
@@ -279,8 +282,11 @@ class DemoReport:
                     add(f"  ok  {invariant.value}: {invariant.description}")
             else:
                 add(f"invariants: {len(self.violations)} violation(s)")
-                for v in self.violations:
+                for v in self.violations[:_TEXT_VIOLATIONS]:
                     add(f"  BROKEN  {v}")
+                if len(self.violations) > _TEXT_VIOLATIONS:
+                    rest = len(self.violations) - _TEXT_VIOLATIONS
+                    add(f"  … and {rest} more (every one is in report.json)")
         return "\n".join(lines) + "\n"
 
     # -- data ----------------------------------------------------------------------------

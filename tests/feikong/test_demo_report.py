@@ -19,6 +19,7 @@ clock), with every figure counted by hand from that run:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from datetime import date
@@ -31,7 +32,7 @@ from typer.testing import CliRunner
 
 from feikong.cli import app
 from feikong.demo.charts import CHART_FILES
-from feikong.demo.invariants import check_invariants
+from feikong.demo.invariants import Violation, check_invariants
 from feikong.demo.report import DemoReport, build_report, run_period
 
 from .test_demo_invariants import engine, flow_database
@@ -234,3 +235,15 @@ def test_feikong_demo_report_refuses_what_is_not_a_demo_database(tmp_path: Path)
     empty.touch()
     result = runner.invoke(app, ["demo-report", "--db", f"sqlite:///{empty}"])
     assert result.exit_code == 2 and "not a migrated feikong database" in result.output
+
+
+def test_the_text_lists_50_violations_and_the_json_all(report: DemoReport) -> None:
+    many = tuple(
+        Violation("money-conserved", f"account {n:010d}", "1.00 yuan off") for n in range(60)
+    )
+    broken = dataclasses.replace(report, violations=many)
+    text = broken.to_text()
+    assert "invariants: 60 violation(s)" in text
+    assert text.count("BROKEN") == 50 and "… and 10 more (every one is in report.json)" in text
+    data = broken.to_dict()["invariants"]
+    assert isinstance(data, dict) and len(data["violations"]) == 60
