@@ -122,6 +122,7 @@ _TABLES: Final = (
 
 
 def _yuan(fen: int) -> str:
+    fen = int(fen)  # PostgreSQL's SUM of bigint is numeric
     sign = "-" if fen < 0 else ""
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 

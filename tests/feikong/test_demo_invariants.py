@@ -53,8 +53,10 @@ WEDNESDAY_11 = datetime(2026, 3, 4, 11, 0)
 HANDLER_PHONE = "13900000001"
 
 
-async def _run_flow(folder: Path) -> Path:
-    async with platform(folder) as p:
+async def run_flow(folder: Path, db_url: str | None = None) -> Path:
+    """Run the module doc's flow in ``folder`` (a copy of the migrated SQLite template, or
+    the empty database ``db_url``); returns the SQLite file."""
+    async with platform(folder, db_url=db_url) as p:
         fc, flow, staff = p.fc, p.fc.disconnection, p.staff
         fc.ctx.set_handler_phone(staff["fault-handler"].login, HANDLER_PHONE, by=staff["operator"])
         p.settings.set(
@@ -77,8 +79,9 @@ async def _run_flow(folder: Path) -> Path:
         await p.go_to(WEDNESDAY_11)
         p.payments.pay(CUSTOMERS[2], 2_000, "PAY-2")
         await p.run_jobs()
-        with p.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        if db_url is None:
+            with p.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     return folder / "feikong.db"
 
 
@@ -91,7 +94,7 @@ def flow_database() -> Path:
     if _built is None:
         folder = Path(tempfile.mkdtemp(prefix="feikong-demo-checks-"))
         atexit.register(shutil.rmtree, folder, True)
-        _built = asyncio.run(_run_flow(folder))
+        _built = asyncio.run(run_flow(folder))
     return _built
 
 
