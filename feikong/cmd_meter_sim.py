@@ -19,8 +19,15 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from meter_sim.config import MeterConfig, MeterKind
-from meter_sim.fleet import INPROC, Fleet, FleetError, parse_breakers
+from breaker_sim import BreakerLink, ModbusBreakerLink
+from meter_sim.config import (
+    BreakerTargetError,
+    MeterConfig,
+    MeterKind,
+    SimulatedMeter,
+    parse_breaker_target,
+)
+from meter_sim.fleet import INPROC, Fleet, FleetError, MeterFactory, parse_breakers
 from meter_sim.runner import (
     FleetServers,
     Listen,
@@ -97,8 +104,10 @@ def meter_sim_command(
         str,
         typer.Option(
             "--breaker",
-            metavar="inproc|modbus://HOST:PORT",
-            help="In-process breakers, or Modbus units 1..247 per port from PORT on.",
+            metavar="inproc|modbus://HOST:PORT[?unit=N]|modbus-rtu://DEV[?baud=&parity=&unit=N]",
+            help="In-process breakers; Modbus TCP units 1..247 per port from PORT on; with "
+            "?unit=N the meters take units N, N+1, … on that port; modbus-rtu:///dev/ttyUSB1 "
+            "drives breakers on an RS-485 Modbus RTU line (default 9600 8N1).",
         ),
     ] = INPROC,
     permit_close_delay: Annotated[
@@ -150,9 +159,14 @@ def meter_sim_command(
     except ScenarioError as exc:
         fail(escape(str(exc)), 2)
     try:
-        parse_breakers(breaker)
-    except FleetError as exc:
+        target = parse_breaker_target(breaker)
+        if target is not None and target.needs_own_links:
+            target.units(len(configs))  # the meters must fit on the line's units
+        else:
+            parse_breakers(breaker)
+    except (BreakerTargetError, FleetError) as exc:
         fail(f"--breaker: {escape(str(exc))}", 2)
+    own_links = target is not None and target.needs_own_links
     if not speed > 0:
         fail(f"--speed must be > 0, got {speed:g}", 2)
     if not state_interval > 0:
@@ -164,8 +178,19 @@ def meter_sim_command(
     clock: Clock = RealClock() if speed == 1 else AcceleratedClock(speed=speed)
 
     async def run() -> None:
+        links: list[ModbusBreakerLink] = []
         try:
-            fleet = Fleet(configs, clock, master_key=master_key, breakers=breaker)
+            if own_links:
+                assert target is not None
+                links = target.links(len(configs))
+                fleet = Fleet(
+                    configs,
+                    clock,
+                    master_key=master_key,
+                    meter_factory=_modbus_factory(configs, links),
+                )
+            else:
+                fleet = Fleet(configs, clock, master_key=master_key, breakers=breaker)
         except (FleetError, ValueError) as exc:
             fail(escape(str(exc)), 2)
         keeper = None if state is None else StateKeeper(fleet, state, state_interval)
@@ -184,12 +209,21 @@ def meter_sim_command(
             await servers.start()
         except TransportError as exc:
             await fleet.aclose()
+            if links:
+                await links[0].aclose()
             fail(escape(str(exc)))
         try:
             if keeper is not None:
                 keeper.start()
             console.print(
-                _serving_line(servers, configs, breaker, speed, state, is_test_key),
+                _serving_line(
+                    servers,
+                    configs,
+                    str(target) if own_links else breaker,
+                    speed,
+                    state,
+                    is_test_key,
+                ),
                 soft_wrap=True,
                 highlight=False,
             )
@@ -201,6 +235,8 @@ def meter_sim_command(
                     await keeper.stop()
             finally:
                 await fleet.aclose()
+                if links:
+                    await links[0].aclose()  # one Modbus connection shared by every link
 
     try:
         asyncio.run(run())
@@ -208,6 +244,22 @@ def meter_sim_command(
         return
     except OSError as exc:
         fail(escape(f"cannot save the state: {exc}"))
+
+
+def _modbus_factory(configs: list[MeterConfig], links: list[ModbusBreakerLink]) -> MeterFactory:
+    """Build each meter with its own Modbus breaker link (``--breaker …?unit=N`` / RTU)."""
+    from meter_sim.factory import build_meter
+
+    by_address = {c.address: link for c, link in zip(configs, links, strict=True)}
+
+    def factory(
+        config: MeterConfig, clock: Clock, breaker: BreakerLink, *, master_key: bytes
+    ) -> SimulatedMeter:
+        # ``breaker`` is the fleet's in-process stand-in, unused: this meter drives a
+        # Modbus device on the bench instead.
+        return build_meter(config, clock, by_address[config.address], master_key=master_key)
+
+    return factory
 
 
 def _listen(
