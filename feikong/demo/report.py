@@ -263,16 +263,17 @@ class DemoReport:
             add(f"  by status: {_split(self.message_statuses).strip(' ()')}")
         add("")
         add(f"per day (collection rate over the run {_percent(self.collection_rate)})")
+        add("  (paid: payments and their sum in yuan; failed: failed trip attempts)")
         width = max((len(str(d.meters)) for d in self.daily), default=1)
         add(
-            f"  day         {'collected':>{2 * width + 1}}  rate     payments        paid"
-            "    charged  trips  failures  messages"
+            f"  {'day':<10}  {'collected':>{2 * width + 1}}  {'rate':>7}  {'paid':>4} "
+            f"{'yuan':>10} {'charged':>10} {'trips':>5} {'failed':>6} {'msgs':>6}"
         )
         for d in self.daily:
             add(
-                f"  {d.day.isoformat()}  {d.collected:>{width}}/{d.meters:<{width}} "
-                f"{_percent(d.collection_rate):>7}  {d.payments:>8}  {yuan(d.paid_fen):>10} "
-                f"{yuan(d.charged_fen):>10}  {d.trips:>5}  {d.trip_failures:>8}  {d.messages:>8}"
+                f"  {d.day.isoformat()}  {d.collected:>{width}}/{d.meters:<{width}}  "
+                f"{_percent(d.collection_rate):>7}  {d.payments:>4} {yuan(d.paid_fen):>10} "
+                f"{yuan(d.charged_fen):>10} {d.trips:>5} {d.trip_failures:>6} {d.messages:>6}"
             )
         if self.violations is not None:
             add("")
