@@ -14,7 +14,8 @@ Channel columns
     ``port``         1..65535 (required for tcp / gateway; MQTT default 1883)
     ``serial_port``  e.g. ``/dev/ttyUSB0`` (required for serial)
     ``baud``         300..115200 (serial only; default 2400)
-    ``parity``       ``N`` | ``E`` | ``O`` (serial only; default ``E``)
+    ``parity``       ``N`` | ``E`` | ``O`` (serial only; default ``E``); also spelled
+                     ``even`` / ``odd`` / ``none`` or 偶校验 / 奇校验 / 无校验
     ``mqtt_topic``   topic the frames ride on (required for mqtt)
     ``concurrency``  requests in flight at once, ≥ 1 (default 1)
 
@@ -115,6 +116,18 @@ _LOOKUP_BATCH: Final = 900
 DEFAULT_BAUD: Final = 2400
 DEFAULT_PARITY: Final = "E"
 DEFAULT_MQTT_PORT: Final = 1883
+PARITY_WORDS: Final = {
+    "even": "E",
+    "odd": "O",
+    "none": "N",
+    "偶": "E",
+    "偶校验": "E",
+    "奇": "O",
+    "奇校验": "O",
+    "无": "N",
+    "无校验": "N",
+}
+"""Parity as archives exported from other systems spell it (stored as E / O / N)."""
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while rows are written."""
@@ -263,6 +276,17 @@ def _required(row: Mapping[str, str], names: Iterable[str]) -> None:
         raise _RowInvalid(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} empty")
 
 
+def _parity(row: Mapping[str, str]) -> str:
+    """The parity letter; the words (``even``, ``偶校验``, …) that archives spell out too."""
+    text = _opt(row, "parity")
+    if text is None:
+        return DEFAULT_PARITY
+    letter = PARITY_WORDS.get(text.strip().lower())
+    if letter is not None:
+        return letter
+    return _choice(row, "parity", PARITIES, fold=False)
+
+
 def _check_address(text: str) -> str:
     if len(text) != 12 or not (text.isascii() and text.isdigit()):
         raise _RowInvalid(f"address {text!r} must be 12 decimal (BCD) digits, e.g. 123456781012")
@@ -302,9 +326,7 @@ def _channel_values(row: Mapping[str, str]) -> dict[str, Any]:
         if baud is not None and baud not in BAUD_RATES:
             raise _RowInvalid(f"baud {baud} is not one of {', '.join(map(str, BAUD_RATES))}")
         values["baud"] = baud or DEFAULT_BAUD
-        values["parity"] = (
-            _choice(row, "parity", PARITIES, fold=False) if _opt(row, "parity") else DEFAULT_PARITY
-        )
+        values["parity"] = _parity(row)
     else:
         _required(row, ["host"])
         values["host"] = _opt(row, "host")
