@@ -49,6 +49,7 @@ def _register() -> None:
         cmd_breaker,
         cmd_card,
         cmd_cis,
+        cmd_console,
         cmd_control,
         cmd_demo,
         cmd_demo_report,
@@ -89,6 +90,7 @@ def _register() -> None:
     cmd_stats.register(app)
     cmd_vend.register(app)
     cmd_selftest.register(app)
+    cmd_console.register(app)
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)
     cmd_bench_reads.register(bench_app)

@@ -8,4 +8,4 @@ from __future__ import annotations
 
 __all__ = ["SCREEN_PATHS"]
 
-SCREEN_PATHS: tuple[str, ...] = ()
+SCREEN_PATHS: tuple[str, ...] = ("console.screens.dashboard:DashboardScreen",)

@@ -5,13 +5,23 @@ a ``TITLE`` and the :class:`~prepaid.users.Action` s that make it useful (``ACTI
 empty means anyone who may view). The app shows a screen to a user who may take at
 least one of them; inside the screen, buttons for actions the user may not take are
 disabled (see :meth:`ConsoleScreen.allowed`).
+
+A screen yields only its own content in ``compose``: on mount the base adds the
+frame every screen shares — the header (who is logged in), the navigation bar (the
+screens this user may see; click one, or F2…F12) and the footer with the keys.
+:meth:`ConsoleScreen.palette_commands` adds the screen's own actions to the command
+palette (Ctrl+P).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
+from textual.app import SystemCommand
+from textual.events import Mount
 from textual.screen import Screen
+from textual.widgets import Footer, Header
 
 from prepaid.users import Action, Operator, may
 
@@ -41,3 +51,15 @@ class ConsoleScreen(Screen[None]):
     def allowed(self, action: Action) -> bool:
         """Whether the logged-in operator may take ``action`` (to enable its buttons)."""
         return self.ctx.may(action)
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        """This screen's own entries in the command palette (none by default)."""
+        return ()
+
+    def _on_mount(self, event: Mount) -> None:
+        # the shared frame (a subclass's own on_mount runs too); imported here so that
+        # the widgets may import this module
+        from ..widgets.navigation import NavigationBar
+
+        self.sub_title = self.TITLE
+        self.mount(Header(icon="≡"), NavigationBar(self.KEY), Footer())
