@@ -236,7 +236,7 @@ def _print(report: SelftestReport, verbose: bool) -> None:
     if verbose:
         for c in report.checks:
             for f in c.frames:
-                console.print(f"{c.key:<22} {f.direction} {f.hex}", highlight=False)
+                console.print(f"{c.key:<22} {f.direction} {f.hex}", highlight=False, soft_wrap=True)
     mandatory = [c for c in report.checks if c.mandatory]
     passed = sum(1 for c in mandatory if c.passed)
     optional = [
