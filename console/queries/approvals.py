@@ -165,7 +165,7 @@ class ScheduleRow:
         if self.protected_wait <= timedelta(0):
             return "-"
         hours, rest = divmod(int(self.protected_wait.total_seconds()), 3600)
-        return f"{hours}h{rest // 60:02d}m (protected hours)"
+        return f"{hours}h{rest // 60:02d}m"
 
 
 def schedule(fc: FeeControl, ctx: ConsoleContext, *, limit: int = 500) -> list[ScheduleRow]:

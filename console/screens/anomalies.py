@@ -54,7 +54,10 @@ class AnomaliesScreen(ConsoleScreen):
 
     def compose(self) -> ComposeResult:
         may_record = self.allowed(Action.RECORD_WORK_ORDER)
-        yield Label(f"{self.TITLE} — readings missing for days running", id="title")
+        yield Label(
+            "Meters without a daily reading for days running; record what was done, then close.",
+            id="title",
+        )
         with Horizontal(classes="bar"):
             yield Checkbox("unfinished only", value=True, id="unfinished")
         yield DataTable(id="anomalies", cursor_type="row", zebra_stripes=True)
@@ -78,6 +81,7 @@ class AnomaliesScreen(ConsoleScreen):
         yield DataTable(id="history", cursor_type="none")
 
     def on_mount(self) -> None:
+        self.query_one("#anomalies", DataTable).focus()
         self.query_one("#anomalies", DataTable).add_columns(
             "work order",
             "customer",

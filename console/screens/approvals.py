@@ -52,7 +52,9 @@ class ApprovalsScreen(ConsoleScreen):
 
     def compose(self) -> ComposeResult:
         held = ", ".join(level.title for level in self.levels) or "no approval role"
-        yield Label(f"{self.TITLE} — {self.ctx.user.login} holds: {held}", id="title")
+        yield Label(
+            f"{self.ctx.user.login} holds: {held}. The requester approves nothing.", id="title"
+        )
         options = [(level.title, level.action.value) for level in self.levels]
         with Horizontal(classes="bar"):
             yield Select(
@@ -73,6 +75,7 @@ class ApprovalsScreen(ConsoleScreen):
         yield DataTable(id="history", cursor_type="none")
 
     def on_mount(self) -> None:
+        self.query_one("#queue", DataTable).focus()
         queue = self.query_one("#queue", DataTable)
         queue.add_columns(
             "number", "customer", "area", "balance", "threshold", "requested by", "at", "reason"

@@ -57,7 +57,9 @@ class AuditScreen(ConsoleScreen):
         self.report: ChainReport | None = None
 
     def compose(self) -> ComposeResult:
-        yield Label(f"{self.TITLE} — append-only, hash-chained", id="title")
+        yield Label(
+            "Append-only and hash-chained; newest first. Prefix filters end in *.", id="title"
+        )
         with Horizontal(classes="bar"):
             yield Input(placeholder="actor (login)", id="actor")
             yield Input(placeholder="action (settings.* for a prefix)", id="action")
@@ -78,6 +80,7 @@ class AuditScreen(ConsoleScreen):
         yield StatusLine(id="status")
 
     def on_mount(self) -> None:
+        self.query_one("#entries", DataTable).focus()
         self.query_one("#verify-progress", ProgressBar).display = False
         self.query_one("#entries", DataTable).add_columns(
             "#", "at", "actor", "action", "target", "details"

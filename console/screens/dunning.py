@@ -47,7 +47,7 @@ class DunningScreen(ConsoleScreen):
     DunningScreen #batches { height: 1fr; }
     DunningScreen #records { height: 1fr; }
     DunningScreen .bar { height: auto; }
-    DunningScreen .bar Input { width: 30; }
+    DunningScreen .bar Input { width: 40; }
     DunningScreen #progress { height: auto; }
     """
 
@@ -57,7 +57,11 @@ class DunningScreen(ConsoleScreen):
         self.printed: NoticeFiles | None = None
 
     def compose(self) -> ComposeResult:
-        yield Label(f"{self.TITLE} — batches per transformer area (台区)", id="title")
+        yield Label(
+            "Dunning batches per transformer area (台区); paper and manual records get printed "
+            "notices.",
+            id="title",
+        )
         with Horizontal(classes="bar"):
             yield Input(placeholder="area code (empty: every area)", id="area")
             yield Button("Show", id="show")
@@ -74,6 +78,7 @@ class DunningScreen(ConsoleScreen):
         yield DataTable(id="records", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
+        self.query_one("#batches", DataTable).focus()
         self.query_one("#progress", ProgressBar).display = False
         self.query_one("#batches", DataTable).add_columns(
             "batch", "area", "created", "by", "records", "sms", "paper", "manual", "printed", "file"

@@ -52,8 +52,7 @@ class GuaranteeScreen(ConsoleScreen):
     def compose(self) -> ComposeResult:
         may = self.allowed(Action.GUARANTEE)
         yield Label(
-            f"{self.TITLE} — customers here are never disconnected; a request is refused "
-            "with the reason",
+            "Customers here are never disconnected: a request is refused with the reason.",
             id="title",
         )
         yield DataTable(id="registry", cursor_type="row", zebra_stripes=True)
@@ -72,6 +71,7 @@ class GuaranteeScreen(ConsoleScreen):
         yield StatusLine(id="status")
 
     def on_mount(self) -> None:
+        self.query_one("#registry", DataTable).focus()
         self.query_one("#registry", DataTable).add_columns("level", "code", "set by", "since")
         self.reload()
 

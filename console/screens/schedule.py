@@ -43,8 +43,8 @@ class ScheduleScreen(ConsoleScreen):
 
     def compose(self) -> ComposeResult:
         yield Label(
-            f"{self.TITLE} — now {when(self.ctx.clock.now())}; a trip due in protected "
-            "hours waits for the next allowed moment, it is not dropped",
+            f"Now {when(self.ctx.clock.now())}. A trip due in protected hours waits for the next "
+            "allowed moment; it is not dropped.",
             id="title",
         )
         yield DataTable(id="plan", cursor_type="row", zebra_stripes=True)
@@ -62,16 +62,17 @@ class ScheduleScreen(ConsoleScreen):
         yield DataTable(id="history", cursor_type="none")
 
     def on_mount(self) -> None:
+        self.query_one("#plan", DataTable).focus()
         self.query_one("#plan", DataTable).add_columns(
             "number",
             "customer",
             "area",
             "state",
-            "approved by (L1 / L2)",
+            "L1 / L2",
             "notice sent",
             "due",
             "trip planned",
-            "protected-hours wait",
+            "waits (protected hours)",
             "trips",
         )
         self.query_one("#history", DataTable).add_columns("at", "who", "what", "to", "comment")

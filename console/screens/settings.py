@@ -62,7 +62,7 @@ class SettingsScreen(ConsoleScreen):
     def compose(self) -> ComposeResult:
         may_edit = self.allowed(Action.EDIT_SETTINGS) or self.allowed(Action.GUARANTEE)
         yield Label(
-            f"{self.TITLE} — customer over area (台区) over line (线路) over the default",
+            'Customer over area (台区) over line (线路) over the default; "from" says which.',
             id="title",
         )
         with Horizontal(classes="bar"):
@@ -87,6 +87,7 @@ class SettingsScreen(ConsoleScreen):
         yield DataTable(id="changes", cursor_type="none")
 
     def on_mount(self) -> None:
+        self.query_one("#settings", DataTable).focus()
         self.query_one("#settings", DataTable).add_columns("setting", "中文", "value", "from")
         self.query_one("#changes", DataTable).add_columns(
             "at", "by", "setting", "old", "new", "comment"

@@ -68,7 +68,7 @@ class WorkOrdersScreen(ConsoleScreen):
     def compose(self) -> ComposeResult:
         may_assign = self.allowed(Action.ASSIGN_WORK_ORDER)
         may_record = self.allowed(Action.RECORD_WORK_ORDER)
-        yield Label(self.TITLE, id="title")
+        yield Label("Assign to a fault handler, record the on-site result, close.", id="title")
         with Horizontal(classes="bar"):
             yield Select([(k.value, k.value) for k in WorkOrderKind], prompt="any kind", id="kind")
             yield Select(
@@ -104,6 +104,7 @@ class WorkOrdersScreen(ConsoleScreen):
         yield DataTable(id="history", cursor_type="none")
 
     def on_mount(self) -> None:
+        self.query_one("#orders", DataTable).focus()
         self.query_one("#orders", DataTable).add_columns(
             "number", "kind", "state", "customer", "assignee", "due", "overdue", "summary"
         )

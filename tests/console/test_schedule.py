@@ -33,7 +33,7 @@ async def test_the_schedule_shows_the_protected_hours_wait_and_cancels(tmp_path:
             "2026-03-02 19:00",
             "2026-03-03 19:00",
             "2026-03-04 08:00",
-            "13h00m (protected hours)",
+            "13h00m",
             "0",
         ]
         await click(pilot, "#cancel")

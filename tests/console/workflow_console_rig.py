@@ -89,6 +89,8 @@ def console_rig(tmp_path: Path) -> ConsoleRig:
 class ScreenApp(App[None]):
     """The smallest app that shows one console screen (as the console's app pushes it)."""
 
+    TITLE = "feikong console"
+
     def __init__(self, screen: Screen[None]) -> None:
         super().__init__()
         self.first = screen
