@@ -1,4 +1,4 @@
-"""``feikong demo`` — the README's first command — runs end to end."""
+"""``feikong demo --protocol`` — the protocol walkthrough — runs end to end."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 def test_demo_runs_the_processes_and_the_trip_sequence() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "feikong", "demo"],
+        [sys.executable, "-m", "feikong", "demo", "--protocol"],
         capture_output=True,
         text=True,
         timeout=120,

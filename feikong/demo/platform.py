@@ -1,0 +1,350 @@
+"""The prepaid platform's day in the demo (平台日程), on the shared clock.
+
+:class:`PlatformDay` is what the platform process runs: the fee-control orchestrator
+(:class:`prepaid.workflows.FeeControl`) over the shared database, with the head-end
+reached through its job table (:class:`JobTableControl`) and the outcomes read back
+from it (the head-end runs in another process; no broker is needed), plus the daily
+schedule of a utility's back office:
+
+- ``rating_at``: the daily rating of the freeze dated today (:func:`prepaid.rating.rate_day`),
+  then reminders, automatic dunning, tier reminders and anomaly work orders
+  (:func:`prepaid.service.daily.after_rating`);
+- ``requests_at``: the operator raises disconnection requests for the customers
+  still in arrears after dunning (:meth:`DisconnectionWorkflow.select`);
+- ``approve_l1_at`` / ``approve_l2_at``: the two approvers approve them — two
+  different people, each with their own role;
+- ``onsite_at``: the fault handler records the on-site result of the
+  disconnection-failure work orders assigned to them;
+- in between, :meth:`FeeControl.step` whenever something is due (notices, trips
+  outside protected hours, relay checks, reconnections of customers who paid), and
+  the SMS outbox is dispatched to a file (``sms.jsonl``).
+
+Each finished day is one JSON line in the progress file, which the demo runner shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from protocol.clock import Clock
+
+__all__ = ["JobTableControl", "PlatformDay", "PlatformOptions"]
+
+log = logging.getLogger(__name__)
+
+MIN_STEP = timedelta(minutes=5)
+"""Simulated time between two steps at least, even when something is overdue."""
+
+
+class JobTableControl:
+    """The head-end port of a platform in its own process: commands become jobs in the
+    head-end's job table (a running head-end carries them out); deadlines are on the
+    shared clock."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        deadline: timedelta,
+        trip_window_end: Callable[[datetime], datetime] | None = None,
+    ) -> None:
+        from headend.jobs import JobStore
+
+        self.store = JobStore(engine)
+        self.clock = clock
+        self.deadline = deadline
+        self.trip_window_end = trip_window_end
+        """When the trips allowed now must be done by (the next protected hours): a trip
+        the head-end could only carry out later expires instead, and is tried again."""
+
+    def _submit(self, kind: str, address: str, job_id: str | None, **params: Any) -> str:
+        from headend.jobs import JobSpec
+        from headend.models import JobKind
+
+        now = self.clock.now()
+        deadline = now + self.deadline
+        if kind == "trip" and self.trip_window_end is not None:
+            deadline = min(deadline, self.trip_window_end(now))
+        spec = JobSpec(
+            kind=JobKind(kind),
+            address=address,
+            id=job_id,
+            priority=0 if kind == "read" else 10,
+            deadline=deadline,
+            params={k: v for k, v in params.items() if v is not None},
+        )
+        job, _ = self.store.submit(spec, now)
+        return job.id
+
+    def trip(self, address: str, reason: str, *, job_id: str | None = None) -> str:
+        return self._submit("trip", address, job_id, reason=reason)
+
+    def permit_close(
+        self, address: str, *, reason: str | None = None, job_id: str | None = None
+    ) -> str:
+        return self._submit("permit-close", address, job_id, reason=reason)
+
+    def close(self, address: str, *, reason: str | None = None, job_id: str | None = None) -> str:
+        return self._submit("close", address, job_id, reason=reason)
+
+    def guarantee(
+        self, address: str, on: bool, *, reason: str | None = None, job_id: str | None = None
+    ) -> str:
+        kind = "guarantee-on" if on else "guarantee-off"
+        return self._submit(kind, address, job_id, reason=reason)
+
+    def read(self, address: str, what: Any = "energy", *, job_id: str | None = None) -> str:
+        di = {"relay": "04000503", "energy": "00010000"}.get(str(what), "")
+        return self._submit("read", address, job_id, what=str(what), di=di or None)
+
+    def job(self, job_id: str) -> Any:
+        return self.store.require(job_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformOptions:
+    start: date
+    days: int
+    rating_at: time
+    requests_at: time
+    approve_l1_at: time
+    approve_l2_at: time
+    onsite_at: time
+    operator: str
+    approver_l1: str
+    approver_l2: str
+    fault_handler: str
+    dunning_period_days: int
+    out_dir: Path
+    progress_file: Path
+    step_every_min: float = 60.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlatformOptions:
+        values = dict(data)
+        values["start"] = date.fromisoformat(values["start"])
+        for key in ("rating_at", "requests_at", "approve_l1_at", "approve_l2_at", "onsite_at"):
+            values[key] = time.fromisoformat(values[key])
+        values["out_dir"] = Path(values["out_dir"])
+        values["progress_file"] = Path(values["progress_file"])
+        return cls(**values)
+
+
+class PlatformDay:
+    """The platform's schedule over ``options.days`` simulated days (see the module doc)."""
+
+    def __init__(self, engine: Engine, clock: Clock, options: PlatformOptions) -> None:
+        from prepaid.messages import FileSink, Outbox
+        from prepaid.users import Users
+        from prepaid.workflows import FeeControl, WorkflowConfig
+
+        self.engine = engine
+        self.clock = clock
+        self.options = options
+        config = WorkflowConfig(
+            dunning_period=timedelta(days=options.dunning_period_days),
+            # outcomes come from the job table, not from events: look finished jobs up
+            stuck_after=timedelta(0),
+        )
+        control = JobTableControl(engine, clock, deadline=timedelta(hours=6))
+        self.fc = FeeControl(engine, control, clock=clock, config=config)
+        control.trip_window_end = self._protected_from
+        users = Users(engine, clock=clock, audit=self.fc.ctx.audit)
+        self.operator = users.get(options.operator)
+        self.approver_l1 = users.get(options.approver_l1)
+        self.approver_l2 = users.get(options.approver_l2)
+        self.handler = users.get(options.fault_handler)
+        self.outbox: Outbox = self.fc.ctx.outbox
+        self.sink = FileSink(options.out_dir / "sms.jsonl", clock=clock)
+        self.notices_dir = options.out_dir / "notices"
+        self.day_stats: dict[str, Any] = {}
+
+    def _protected_from(self, now: datetime) -> datetime:
+        """The start of the next protected hours (district defaults) after ``now``."""
+        from prepaid.settings import Scope
+
+        hours = self.fc.ctx.settings.resolve(Scope()).protection
+        calendar = self.fc.ctx.calendar
+        moment = now
+        for _ in range(24 * 12):
+            if calendar.is_protected(moment, hours):
+                return moment
+            moment += timedelta(minutes=5)
+        return moment
+
+    # -- the steps -------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        try:
+            self.outbox.dispatch(self.sink)
+        except Exception:  # the outbox keeps what it could not send
+            log.exception("SMS dispatch failed")
+
+    def _guard(self, what: str, step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except Exception as exc:
+            log.exception("%s failed", what)
+            self.day_stats.setdefault("errors", []).append(f"{what}: {exc}")
+            return None
+
+    def rate(self, day: date) -> None:
+        from prepaid.rating import rate_day
+        from prepaid.service.daily import after_rating
+
+        report = self._guard(
+            f"rating {day}", lambda: rate_day(self.engine, day, clock=self.clock, pipeline=False)
+        )
+        if report is not None:
+            self.day_stats["rating"] = report.to_dict()
+        daily = self._guard(
+            f"after rating {day}",
+            lambda: after_rating(
+                self.engine,
+                day,
+                clock=self.clock,
+                settings=self.fc.ctx.settings,
+                notices_dir=self.notices_dir,
+            ),
+        )
+        if daily is not None:
+            d = daily.to_dict()
+            self.day_stats["reminders"] = d["reminders"].get("opened", 0)
+            self.day_stats["dunning"] = d["dunning"].get("records", 0)
+            self.day_stats["tiers"] = d["tiers"]
+            self.day_stats["anomaly_orders"] = d["anomalies"]
+
+    def request(self) -> None:
+        report = self._guard(
+            "disconnection selection", lambda: self.fc.disconnection.select(by=self.operator)
+        )
+        if report is not None:
+            self.day_stats["requested"] = len(report.requested)
+            self.day_stats["refused"] = len(report.refused)
+
+    def approve(self, level: int) -> None:
+        from prepaid.workflows import DisconnectionState, WorkflowError
+
+        wf = self.fc.disconnection
+        state = DisconnectionState.REQUESTED if level == 1 else DisconnectionState.APPROVED_L1
+        done = 0
+        for episode in wf.list(active=True):
+            if episode.state is not state:
+                continue
+            try:
+                if level == 1:
+                    wf.approve_l1(episode.number, by=self.approver_l1, comment="demo approval")
+                else:
+                    wf.approve_l2(episode.number, by=self.approver_l2, comment="demo approval")
+                done += 1
+            except WorkflowError as exc:  # e.g. paid meanwhile: the refusal is audited
+                log.info("approval of %s refused: %s", episode.number, exc)
+        self.day_stats[f"approved_l{level}"] = done
+
+    def onsite(self) -> None:
+        """The fault handler goes out and disconnects on site (现场停电), records it."""
+        from prepaid.workorders import WorkOrderOutcome, WorkOrderState
+
+        orders = self.fc.workorders.list(assignee=self.handler.login, state=WorkOrderState.ASSIGNED)
+        done = 0
+        for order in orders:
+            try:
+                self.fc.workorders.record_result(
+                    order.number,
+                    outcome=WorkOrderOutcome.DONE,
+                    result="现场断开用户开关 (disconnected on site)",
+                    by=self.handler,
+                )
+                done += 1
+            except Exception as exc:  # a refusal is recorded; the order stays open
+                log.info("on-site result of %s refused: %s", order.number, exc)
+        self.day_stats["onsite"] = done
+
+    def step(self) -> None:
+        self._guard("fee-control step", self.fc.step)
+        self._dispatch()
+
+    # -- the schedule ----------------------------------------------------------------
+
+    def _plan(self, day: date) -> list[tuple[datetime, str, Callable[[], None]]]:
+        o = self.options
+
+        def at(moment: time) -> datetime:
+            return datetime.combine(day, moment)
+
+        return sorted(
+            [
+                (at(o.rating_at), "rating", lambda: self.rate(day)),
+                (at(o.requests_at), "requests", self.request),
+                (at(o.approve_l1_at), "approval-l1", lambda: self.approve(1)),
+                (at(o.approve_l2_at), "approval-l2", lambda: self.approve(2)),
+                (at(o.onsite_at), "on-site", self.onsite),
+            ],
+            key=lambda x: x[0],
+        )
+
+    def _write_progress(self, day: date) -> None:
+        line = {"day": day.isoformat(), "at": self.clock.now().isoformat(), **self.day_stats}
+        with self.options.progress_file.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+        self.day_stats = {}
+
+    async def _until(self, when: datetime) -> None:
+        """Wait for ``when`` on the clock, stepping the workflows when they fall due (at
+        least every ``step_every_min``, at most every ``MIN_STEP``)."""
+        every = timedelta(minutes=self.options.step_every_min)
+        while True:
+            now = self.clock.now()
+            if now >= when:
+                return
+            nxt = now + every
+            due = self.fc.next_due()
+            if due is not None:
+                nxt = min(nxt, max(due, now + MIN_STEP))
+            await self.clock.sleep((min(nxt, when) - now).total_seconds())
+            if self.clock.now() < when:
+                self.step()
+
+    async def _collected(self, day: date, limit: datetime) -> None:
+        """Wait until the head-end has tried every meter for the freeze of ``day`` (or until
+        ``limit``): the rating of a meter not read yet would only find it missing."""
+        from headend.collection import success_rates
+
+        while self.clock.now() < limit:
+            rates = self._guard("collection status", lambda: success_rates(self.engine, day))
+            if rates and rates[0].pending == 0:
+                return
+            await self.clock.sleep(MIN_STEP.total_seconds())
+            self.step()
+
+    async def run(self) -> None:
+        """Every day from the first simulated day + 1 (the first freeze to rate) to the end."""
+        o = self.options
+        for n in range(1, o.days + 1):
+            day = o.start + timedelta(days=n)
+            late: dict[str, float] = {}
+            for when, name, action in self._plan(day):
+                await self._until(when)
+                if name == "rating":
+                    limit = datetime.combine(day, self.options.requests_at) - MIN_STEP
+                    await self._collected(day, max(limit, when + MIN_STEP))
+                late[name] = round((self.clock.now() - when).total_seconds() / 60, 1)
+                action()
+                self.step()
+            self.day_stats["late_min"] = late
+            self._write_progress(day)
+
+
+def run_platform(engine: Engine, clock: Clock, options: PlatformOptions) -> None:
+    """Run the platform's schedule (the platform process's main)."""
+    asyncio.run(PlatformDay(engine, clock, options).run())

@@ -1,0 +1,1 @@
+"""Demo scenarios shipped with feikong (``default.toml``: the defaults of ``feikong demo``)."""
