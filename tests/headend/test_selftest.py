@@ -170,9 +170,7 @@ async def test_over_tcp_the_values_are_the_meters_registers() -> None:
     assert report.ok
     # the registers hold 0.01 kWh: 1234 → "12.34"
     assert report.check("energy-forward").value == str(Decimal(forward[0]).scaleb(-2))
-    assert report.check("energy-block").value == [
-        str(Decimal(v).scaleb(-2)) for v in forward
-    ]
+    assert report.check("energy-block").value == [str(Decimal(v).scaleb(-2)) for v in forward]
     assert report.check("freeze-forward").value == [
         str(Decimal(v).scaleb(-2)) for v in frozen.forward
     ]
