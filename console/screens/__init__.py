@@ -8,4 +8,15 @@ from __future__ import annotations
 
 __all__ = ["SCREEN_PATHS"]
 
-SCREEN_PATHS: tuple[str, ...] = ("console.screens.dashboard:DashboardScreen",)
+SCREEN_PATHS: tuple[str, ...] = (
+    "console.screens.dashboard:DashboardScreen",
+    "console.screens.approvals:ApprovalsScreen",
+    "console.screens.schedule:ScheduleScreen",
+    "console.screens.workorders:WorkOrdersScreen",
+    "console.screens.anomalies:AnomaliesScreen",
+    "console.screens.dunning:DunningScreen",
+    "console.screens.settings:SettingsScreen",
+    "console.screens.guarantee:GuaranteeScreen",
+    "console.screens.messages:MessagesScreen",
+    "console.screens.audit:AuditScreen",
+)

@@ -72,3 +72,38 @@ async def test_a_user_without_an_approval_role_has_the_buttons_disabled(tmp_path
         assert app.screen.query_one("#approve", Button).disabled
         assert app.screen.query_one("#reject", Button).disabled
         assert app.screen.query_one("#queue", DataTable).row_count == 0
+
+
+async def test_the_workflow_screens_open_from_the_console_app(tmp_path: Path) -> None:
+    from console.app import ConsoleApp
+    from console.screens.audit import AuditScreen
+    from console.screens.schedule import ScheduleScreen
+
+    r = console_rig(tmp_path)
+    episode = r.request(CUSTOMERS[0])
+    app = ConsoleApp(r.engine, clock=r.rig.clock, users=r.users, user=r.staff["approver-l1"])
+    async with app.run_test(size=(150, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        keys = [cls.KEY for cls in app.visible_screens()]
+        assert {"approvals", "schedule"} <= set(keys)
+        assert "audit" not in keys and "dunning" not in keys  # approver-l1 has no use for them
+        app.go("approvals")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, ApprovalsScreen)
+        await click(pilot, "#approve")
+        assert status(app) == f"{episode.number}: approved-l1"
+        await pilot.press(f"f{keys.index('schedule') + 2}")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, ScheduleScreen)
+
+    app = ConsoleApp(r.engine, clock=r.rig.clock, users=r.users, user=r.staff["auditor"])
+    async with app.run_test(size=(150, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        app.go("audit")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, AuditScreen)
+        assert app.load_problems == []
