@@ -157,10 +157,35 @@ def reads_command(
         float, typer.Option("--start-timeout", min=1.0, help="Seconds to wait for the fleet.")
     ] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    frontends: Annotated[
+        int | None,
+        typer.Option(
+            "--frontends",
+            min=1,
+            help="Rounds of 1..K sharded front-end processes with PostgreSQL and mosquitto "
+            "(feikong/cmd_bench_frontends.py).",
+        ),
+    ] = None,
 ) -> None:
     """Collect every simulated meter's daily freeze over TCP and store it; print reads/s."""
     from headend.errors import HeadendError
     from protocol.errors import ProtocolError
+
+    if frontends is not None:
+        from .cmd_bench_frontends import frontends_command
+
+        frontends_command(
+            meters=meters,
+            frontends=frontends,
+            gateways=gateways,
+            concurrency=concurrency,
+            pipeline=pipeline,
+            timeout=timeout,
+            day_s=day_s,
+            start_timeout=start_timeout,
+            as_json=as_json,
+        )
+        return
 
     try:
         result = asyncio.run(

@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -68,8 +69,13 @@ def run_frontend(
     settings: HeadEndSettings,
     pipeline: int | None = None,
     reading_events: bool = True,
+    poll_s: float = 1.0,
 ) -> None:
-    """Run a front-end of shard ``shard_text`` until Ctrl-C / SIGTERM (see the module doc)."""
+    """Run a front-end of shard ``shard_text`` until Ctrl-C / SIGTERM (see the module doc).
+
+    ``poll_s`` (clock seconds) is how often the database is polled for the shard's
+    jobs and a standby tries the shard's lock (the lock is checked every 2 × ``poll_s``).
+    """
     from headend.sharding import Frontend, FrontendSettings, Shard, ShardLeaseLostError
 
     try:
@@ -86,6 +92,9 @@ def run_frontend(
         max_meters=settings.max_meters,
         control=settings.control,
         reading_events=reading_events,
+        poll_s=poll_s,
+        standby_poll_s=poll_s,
+        lease_check_s=2 * poll_s,
     )
     front = Frontend(engine, shard, url, clock=clock, keys=keys, settings=front_settings)
 
@@ -167,6 +176,10 @@ def frontend_process_command(
     clock_start: Annotated[
         str | None, typer.Option("--clock-start", help="Clock time now (ISO), e.g. a fleet's.")
     ] = None,
+    clock_epoch: Annotated[
+        float | None,
+        typer.Option("--clock-epoch", help="The Unix time at which --clock-start was read."),
+    ] = None,
     speed: Annotated[float, typer.Option("--speed", help="Clock speed.")] = 1.0,
     reading_events: Annotated[bool, typer.Option("--reading-events/--no-reading-events")] = True,
     log_level: Annotated[str, typer.Option("--log-level")] = "WARNING",
@@ -179,6 +192,8 @@ def frontend_process_command(
 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING))
     start = dt.datetime.fromisoformat(clock_start) if clock_start else None
+    if start is not None and clock_epoch is not None:  # the time that passed since
+        start += dt.timedelta(seconds=speed * (time.time() - clock_epoch))
     clock = AcceleratedClock(start=start, speed=speed)
     engine = open_database(db)
     run_frontend(
@@ -190,6 +205,7 @@ def frontend_process_command(
         settings=HeadEndSettings(timeout_s=timeout, recollect_rounds=0),
         pipeline=pipeline,
         reading_events=reading_events,
+        poll_s=speed,  # about once a real second, however fast the clock runs
     )
 
 
