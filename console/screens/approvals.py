@@ -8,9 +8,10 @@ the level-2 approver is not the level-1 approver — and that refusal is shown a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Input, Label, Select
@@ -84,6 +85,12 @@ class ApprovalsScreen(ConsoleScreen):
         if not self.levels:
             self.status.info("You hold no approval role: nothing to approve here.")
         self.refresh_queue()
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Approve", "approve the selected request", self.action_approve)
+        yield SystemCommand(
+            "Reject", "reject the selected request (the comment is the reason)", self.action_reject
+        )
 
     @property
     def status(self) -> StatusLine:

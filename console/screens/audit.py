@@ -7,11 +7,12 @@ cut-off entry (:meth:`prepaid.audit.AuditLog.verify`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from textual import work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar
@@ -86,6 +87,11 @@ class AuditScreen(ConsoleScreen):
             "#", "at", "actor", "action", "target", "details"
         )
         self.reload()
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand(
+            "Verify audit chain", "recompute the hash chain from entry #1", self.action_verify
+        )
 
     @property
     def status(self) -> StatusLine:

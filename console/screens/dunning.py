@@ -9,11 +9,12 @@ shows the path. It runs in the background with a progress bar.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
 from textual import work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar
@@ -87,6 +88,11 @@ class DunningScreen(ConsoleScreen):
             "customer", "name", "phone", "method", "balance", "due", "pay by", "message", "problem"
         )
         self.reload()
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand(
+            "Print paper notices", "print the selected dunning batch", self.action_print_batch
+        )
 
     @property
     def status(self) -> StatusLine:

@@ -111,11 +111,13 @@ class MessagesScreen(ConsoleScreen):
                     yield Input(value=str(self.export_dir / "invalid-phones.csv"), id="export-path")
                     yield Button("Export CSV", id="export")
                     yield Button("Refresh", id="refresh-invalid")
+                yield ProgressBar(total=None, show_eta=False, id="export-progress")
                 yield DataTable(id="invalid", cursor_type="row", zebra_stripes=True)
         yield StatusLine(id="status")
 
     def on_mount(self) -> None:
         self.query_one("#send-progress", ProgressBar).display = False
+        self.query_one("#export-progress", ProgressBar).display = False
         self.query_one("#outbox", DataTable).add_columns(
             "id", "created", "kind", "customer", "phone", "status", "tries", "error", "text"
         )
@@ -127,7 +129,7 @@ class MessagesScreen(ConsoleScreen):
                 f"{self.ctx.user.login} may not send custom SMS: that needs the role "
                 "customer-service"
             )
-        self.reload_outbox()
+        self.reload_outbox(counts=True)
         self.reload_invalid()
 
     @property
@@ -136,7 +138,9 @@ class MessagesScreen(ConsoleScreen):
 
     # -- outbox ------------------------------------------------------------------------
 
-    def reload_outbox(self) -> None:
+    def reload_outbox(self, *, counts: bool = False) -> None:
+        """Show the current page; ``counts``: also count the messages per status (a scan of
+        the outbox, so only on opening, refreshing and after a send)."""
         value = self.query_one("#status-filter", Select).value
         customer = self.query_one("#customer-filter", Input).value.strip() or None
         page = outbox_page(
@@ -163,10 +167,12 @@ class MessagesScreen(ConsoleScreen):
                 key=str(m.id),
             )
         self.query_one("#page", Label).update(self.pager.label)
-        counts = outbox_counts(self.ctx.engine)
-        self.query_one("#counts", Label).update(
-            "  ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "the outbox is empty"
-        )
+        if counts:
+            per_status = outbox_counts(self.ctx.engine)
+            self.query_one("#counts", Label).update(
+                "  ".join(f"{k} {v}" for k, v in sorted(per_status.items()))
+                or "the outbox is empty"
+            )
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "status-filter":
@@ -182,7 +188,7 @@ class MessagesScreen(ConsoleScreen):
             self.reload_outbox()
 
     def action_refresh(self) -> None:
-        self.reload_outbox()
+        self.reload_outbox(counts=True)
         self.reload_invalid()
 
     # -- invalid numbers ---------------------------------------------------------------
@@ -204,19 +210,33 @@ class MessagesScreen(ConsoleScreen):
 
     def export(self) -> None:
         path = Path(self.query_one("#export-path", Input).value.strip()).expanduser()
+        self.query_one("#export", Button).disabled = True
+        self.query_one("#export-progress", ProgressBar).display = True
+        self.status.info(f"Writing the invalid numbers to {path} …")
+        self._export(path)
 
-        def write() -> int:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return export_invalid_phones(
-                list(invalid_phones(self.ctx.engine, settings=self.store)), path
-            )
-
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, path: Path) -> None:
         try:
-            count = write()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            found = list(invalid_phones(self.ctx.engine, settings=self.store))
+            count = export_invalid_phones(found, path)
         except OSError as exc:
-            self.status.error(f"cannot write {path}: {exc.strerror}; choose another file")
+            error = f"cannot write {path}: {exc.strerror or exc}; choose another file"
+            self.app.call_from_thread(self._exported, path, None, error)
             return
-        self.status.ok(f"{count} invalid numbers written to {path}")
+        except REFUSALS as exc:
+            self.app.call_from_thread(self._exported, path, None, str(exc))
+            return
+        self.app.call_from_thread(self._exported, path, count, None)
+
+    def _exported(self, path: Path, count: int | None, error: str | None) -> None:
+        self.query_one("#export-progress", ProgressBar).display = False
+        self.query_one("#export", Button).disabled = False
+        if count is None:
+            self.status.error(f"not exported: {error}")
+        else:
+            self.status.ok(f"{count} invalid numbers written to {path}")
 
     # -- custom SMS --------------------------------------------------------------------
 
@@ -310,7 +330,7 @@ class MessagesScreen(ConsoleScreen):
         )
         self.query_one("#text", TextArea).text = ""
         self.pager.reset()
-        self.reload_outbox()
+        self.reload_outbox(counts=True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         match event.button.id:

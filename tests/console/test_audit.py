@@ -18,12 +18,14 @@ async def test_verify_the_chain_then_detect_a_tampered_row(tmp_path: Path) -> No
     total = len(r.fc.ctx.audit.query())
     assert total == 8  # the admin, six staff and zhang were added
 
-    app = ScreenApp(AuditScreen(r.ctx("auditor")))
+    screen = AuditScreen(r.ctx("auditor"))
+    app = ScreenApp(screen)
     async with app.run_test(size=(160, 40)) as pilot:
         await click(pilot, "#verify")
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert status(app) == f"audit chain intact: {total} entries, last #{total}"
+        assert [c.title for c in screen.palette_commands()] == ["Verify audit chain"]
 
         with r.engine.begin() as conn:  # what someone with the database file could do
             conn.exec_driver_sql("DROP TRIGGER prepaid_audit_no_update")

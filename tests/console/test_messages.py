@@ -75,6 +75,8 @@ async def test_invalid_numbers_listed_and_exported(tmp_path: Path) -> None:
         ]
         screen.query_one("#export-path", Input).value = str(target)
         await click(pilot, "#export")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
         assert status(app) == f"2 invalid numbers written to {target}"
     lines = target.read_text(encoding="utf-8-sig").splitlines()
     assert len(lines) == 3 and "李四" in lines[1] and "赵六" in lines[2]
