@@ -25,7 +25,14 @@ from prepaid.workorders import WorkOrderOutcome
 
 from ..context import ConsoleContext
 from ..queries.approvals import fee_control
-from ..widgets.workflow_common import StatusLine, attempt, keep_cursor, selected_key, when
+from ..widgets.workflow_common import (
+    RefreshOnResume,
+    StatusLine,
+    attempt,
+    keep_cursor,
+    selected_key,
+    when,
+)
 from .base import ConsoleScreen
 
 __all__ = ["AnomaliesScreen"]
@@ -33,7 +40,7 @@ __all__ = ["AnomaliesScreen"]
 _SHOWN = 500
 
 
-class AnomaliesScreen(ConsoleScreen):
+class AnomaliesScreen(RefreshOnResume, ConsoleScreen):
     """Anomaly work orders of missing readings, newest first."""
 
     KEY = "anomalies"

@@ -21,13 +21,13 @@ from prepaid.workflows import Disconnection
 
 from ..context import ConsoleContext
 from ..queries.approvals import QueueLevel, approval_queue, fee_control, levels_of
-from ..widgets.workflow_common import StatusLine, attempt, selected_key, when, yuan
+from ..widgets.workflow_common import RefreshOnResume, StatusLine, attempt, selected_key, when, yuan
 from .base import ConsoleScreen
 
 __all__ = ["ApprovalsScreen"]
 
 
-class ApprovalsScreen(ConsoleScreen):
+class ApprovalsScreen(RefreshOnResume, ConsoleScreen):
     """Level-1 and level-2 approval queues; approve or reject with a comment."""
 
     KEY = "approvals"

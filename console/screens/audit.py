@@ -23,7 +23,7 @@ from prepaid.users import Action
 from ..context import ConsoleContext
 from ..queries._paging import Pager
 from ..queries.audit import audit_page
-from ..widgets.workflow_common import StatusLine, when
+from ..widgets.workflow_common import RefreshOnResume, StatusLine, when
 from .base import ConsoleScreen
 
 __all__ = ["AuditScreen"]
@@ -31,7 +31,7 @@ __all__ = ["AuditScreen"]
 _VERIFY_BATCH = 2000
 
 
-class AuditScreen(ConsoleScreen):
+class AuditScreen(RefreshOnResume, ConsoleScreen):
     """The audit log viewer and the chain check."""
 
     KEY = "audit"

@@ -25,7 +25,15 @@ from prepaid.users import Action
 
 from ..context import ConsoleContext
 from ..queries.dunning import notices_directory
-from ..widgets.workflow_common import REFUSALS, StatusLine, keep_cursor, selected_key, when, yuan
+from ..widgets.workflow_common import (
+    REFUSALS,
+    RefreshOnResume,
+    StatusLine,
+    keep_cursor,
+    selected_key,
+    when,
+    yuan,
+)
 from .base import ConsoleScreen
 
 __all__ = ["DunningScreen"]
@@ -34,7 +42,7 @@ _BATCHES = 200
 _PRINT_ERRORS: tuple[type[Exception], ...] = (*REFUSALS, OSError)
 
 
-class DunningScreen(ConsoleScreen):
+class DunningScreen(RefreshOnResume, ConsoleScreen):
     """Dunning batches, newest first; the records of the one under the cursor."""
 
     KEY = "dunning"

@@ -22,7 +22,7 @@ from prepaid.users import Action
 
 from ..context import ConsoleContext
 from ..queries.settings import GUARANTEE, GuaranteeEntry, guarantee_registry, settings_store
-from ..widgets.workflow_common import StatusLine, attempt, selected_key, when
+from ..widgets.workflow_common import RefreshOnResume, StatusLine, attempt, selected_key, when
 from .base import ConsoleScreen
 
 __all__ = ["GuaranteeScreen"]
@@ -30,7 +30,7 @@ __all__ = ["GuaranteeScreen"]
 _LEVELS = (Level.LINE, Level.AREA, Level.CUSTOMER)
 
 
-class GuaranteeScreen(ConsoleScreen):
+class GuaranteeScreen(RefreshOnResume, ConsoleScreen):
     """Who is under power guarantee, by line, area and customer; add and remove."""
 
     KEY = "guarantee"

@@ -41,7 +41,7 @@ from ..context import ConsoleContext
 from ..queries._paging import Pager
 from ..queries.messages import invalid_phone_list, outbox_counts, outbox_page, parse_selection
 from ..queries.settings import settings_store
-from ..widgets.workflow_common import REFUSALS, StatusLine, attempt, when
+from ..widgets.workflow_common import REFUSALS, RefreshOnResume, StatusLine, attempt, when
 from .base import ConsoleScreen
 
 __all__ = ["MessagesScreen"]
@@ -49,7 +49,7 @@ __all__ = ["MessagesScreen"]
 _SHOWN_INVALID = 1000
 
 
-class MessagesScreen(ConsoleScreen):
+class MessagesScreen(RefreshOnResume, ConsoleScreen):
     """Outbox, custom SMS composer and invalid numbers, in three tabs."""
 
     KEY = "messages"

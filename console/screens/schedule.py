@@ -18,13 +18,13 @@ from prepaid.users import Action
 
 from ..context import ConsoleContext
 from ..queries.approvals import fee_control, schedule
-from ..widgets.workflow_common import StatusLine, attempt, selected_key, when
+from ..widgets.workflow_common import RefreshOnResume, StatusLine, attempt, selected_key, when
 from .base import ConsoleScreen
 
 __all__ = ["ScheduleScreen"]
 
 
-class ScheduleScreen(ConsoleScreen):
+class ScheduleScreen(RefreshOnResume, ConsoleScreen):
     """Approved disconnections in the order their trips are planned."""
 
     KEY = "schedule"

@@ -24,6 +24,7 @@ from ..context import ConsoleContext
 from ..queries.settings import resolved_at, scope_of, settings_store
 from ..widgets.workflow_common import (
     REFUSALS,
+    RefreshOnResume,
     StatusLine,
     attempt,
     keep_cursor,
@@ -35,7 +36,7 @@ from .base import ConsoleScreen
 __all__ = ["SettingsScreen"]
 
 
-class SettingsScreen(ConsoleScreen):
+class SettingsScreen(RefreshOnResume, ConsoleScreen):
     """The settings in force at one scope, with their sources; set or unset one."""
 
     KEY = "settings"

@@ -29,13 +29,20 @@ from ..context import ConsoleContext
 from ..queries._paging import Pager
 from ..queries.approvals import fee_control
 from ..queries.workorders import WorkOrderFilter, work_order_page
-from ..widgets.workflow_common import StatusLine, attempt, keep_cursor, selected_key, when
+from ..widgets.workflow_common import (
+    RefreshOnResume,
+    StatusLine,
+    attempt,
+    keep_cursor,
+    selected_key,
+    when,
+)
 from .base import ConsoleScreen
 
 __all__ = ["WorkOrdersScreen"]
 
 
-class WorkOrdersScreen(ConsoleScreen):
+class WorkOrdersScreen(RefreshOnResume, ConsoleScreen):
     """Every kind of work order, newest first, a page at a time."""
 
     KEY = "workorders"

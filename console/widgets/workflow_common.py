@@ -23,6 +23,7 @@ from prepaid.workorders import WorkOrderError
 __all__ = [
     "REFUSALS",
     "CommentDialog",
+    "RefreshOnResume",
     "StatusLine",
     "attempt",
     "keep_cursor",
@@ -102,6 +103,20 @@ def selected_key(table: DataTable[object]) -> str | None:
     except Exception:  # the cursor is outside the rows (the table was just cleared)
         return None
     return None if row_key.value is None else str(row_key.value)
+
+
+class RefreshOnResume:
+    """Mixin for a console screen: coming back to it (the app keeps each screen once it is
+    built) shows the data as it is now, by calling the screen's ``action_refresh``."""
+
+    _resumes: int = 0
+
+    def on_screen_resume(self) -> None:
+        self._resumes += 1
+        if self._resumes > 1:  # the first is the screen being shown for the first time
+            refresh: Callable[[], None] | None = getattr(self, "action_refresh", None)
+            if refresh is not None:
+                refresh()
 
 
 def keep_cursor(table: DataTable[object], key: str | None) -> None:

@@ -98,6 +98,12 @@ async def test_the_workflow_screens_open_from_the_console_app(tmp_path: Path) ->
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert isinstance(app.screen, ScheduleScreen)
+        later = r.request(CUSTOMERS[1])  # raised meanwhile by someone else
+        await pilot.press(f"f{keys.index('approvals') + 2}")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        queue = app.screen.query_one("#queue", DataTable)
+        assert [queue.get_row_at(i)[0] for i in range(queue.row_count)] == [later.number]
 
     app = ConsoleApp(r.engine, clock=r.rig.clock, users=r.users, user=r.staff["auditor"])
     async with app.run_test(size=(150, 40)) as pilot:
