@@ -17,12 +17,12 @@ import importlib
 import logging
 from collections.abc import Iterable, Sequence
 from functools import partial
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy.engine import Engine
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from prepaid.audit import AuditLog
 from prepaid.users import Operator, Users
@@ -176,6 +176,18 @@ class ConsoleApp(App[None]):
             return
         await self.switch_screen(key)
 
+    def open_meter(self, address: str) -> None:
+        """Show meter ``address`` on the Meters screen (e.g. from a customer's detail)."""
+        self.run_worker(self._open_meter(address), exclusive=True, group="navigation")
+
+    async def _open_meter(self, address: str) -> None:
+        if isinstance(self.screen, ModalScreen) or not isinstance(self.screen, ConsoleScreen):
+            self.pop_screen()
+        await self.show_screen("meters")
+        screen = self.screen
+        if hasattr(screen, "show_meter"):
+            screen.show_meter(address)
+
     def action_goto_index(self, index: int) -> None:
         screens = self.visible_screens()
         if 0 <= index < len(screens):
@@ -190,7 +202,7 @@ class ConsoleApp(App[None]):
         screens = [(cls.KEY, cls.TITLE) for cls in self.visible_screens()]
         self.push_screen(HelpScreen(help_text(self.user, screens)))
 
-    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         for cls in self.visible_screens():
             yield SystemCommand(
                 f"Go to {cls.TITLE}", f"open the {cls.TITLE} screen", partial(self.go, cls.KEY)

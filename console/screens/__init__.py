@@ -10,6 +10,8 @@ __all__ = ["SCREEN_PATHS"]
 
 SCREEN_PATHS: tuple[str, ...] = (
     "console.screens.dashboard:DashboardScreen",
+    "console.screens.customers:CustomersScreen",
+    "console.screens.meters:MetersScreen",
     "console.screens.approvals:ApprovalsScreen",
     "console.screens.schedule:ScheduleScreen",
     "console.screens.workorders:WorkOrdersScreen",
