@@ -31,6 +31,7 @@ from ..widgets.workflow_common import (
     attempt,
     keep_cursor,
     selected_key,
+    shows_errors,
     when,
 )
 from .base import ConsoleScreen
@@ -108,6 +109,7 @@ class AnomaliesScreen(RefreshOnResume, ConsoleScreen):
     def status(self) -> StatusLine:
         return self.query_one("#status", StatusLine)
 
+    @shows_errors
     def reload(self) -> None:
         table = self.query_one("#anomalies", DataTable)
         keep = selected_key(table)
@@ -132,6 +134,7 @@ class AnomaliesScreen(RefreshOnResume, ConsoleScreen):
         keep_cursor(table, keep)
         self.show_history()
 
+    @shows_errors
     def show_history(self) -> None:
         table = self.query_one("#history", DataTable)
         table.clear()

@@ -21,7 +21,15 @@ from prepaid.workflows import Disconnection
 
 from ..context import ConsoleContext
 from ..queries.approvals import QueueLevel, approval_queue, fee_control, levels_of
-from ..widgets.workflow_common import RefreshOnResume, StatusLine, attempt, selected_key, when, yuan
+from ..widgets.workflow_common import (
+    RefreshOnResume,
+    StatusLine,
+    attempt,
+    selected_key,
+    shows_errors,
+    when,
+    yuan,
+)
 from .base import ConsoleScreen
 
 __all__ = ["ApprovalsScreen"]
@@ -104,6 +112,7 @@ class ApprovalsScreen(RefreshOnResume, ConsoleScreen):
                 return level
         return None
 
+    @shows_errors
     def refresh_queue(self) -> None:
         table = self.query_one("#queue", DataTable)
         table.clear()
@@ -126,6 +135,7 @@ class ApprovalsScreen(RefreshOnResume, ConsoleScreen):
             )
         self.show_history()
 
+    @shows_errors
     def show_history(self) -> None:
         table = self.query_one("#history", DataTable)
         table.clear()

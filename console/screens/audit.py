@@ -23,7 +23,7 @@ from prepaid.users import Action
 from ..context import ConsoleContext
 from ..queries._paging import Pager
 from ..queries.audit import audit_page
-from ..widgets.workflow_common import RefreshOnResume, StatusLine, when
+from ..widgets.workflow_common import RefreshOnResume, StatusLine, shows_errors, when
 from .base import ConsoleScreen
 
 __all__ = ["AuditScreen"]
@@ -97,6 +97,7 @@ class AuditScreen(RefreshOnResume, ConsoleScreen):
     def status(self) -> StatusLine:
         return self.query_one("#status", StatusLine)
 
+    @shows_errors
     def reload(self) -> None:
         page = audit_page(
             self.ctx.engine,

@@ -31,6 +31,7 @@ from ..widgets.workflow_common import (
     StatusLine,
     keep_cursor,
     selected_key,
+    shows_errors,
     when,
     yuan,
 )
@@ -106,6 +107,7 @@ class DunningScreen(RefreshOnResume, ConsoleScreen):
     def status(self) -> StatusLine:
         return self.query_one("#status", StatusLine)
 
+    @shows_errors
     def reload(self) -> None:
         table = self.query_one("#batches", DataTable)
         keep = selected_key(table)
@@ -131,6 +133,7 @@ class DunningScreen(RefreshOnResume, ConsoleScreen):
             self.status.info("No dunning batch" + (f" in area {area}." if area else "."))
         self.show_records()
 
+    @shows_errors
     def show_records(self) -> None:
         table = self.query_one("#records", DataTable)
         table.clear()

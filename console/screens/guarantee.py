@@ -22,7 +22,14 @@ from prepaid.users import Action
 
 from ..context import ConsoleContext
 from ..queries.settings import GUARANTEE, GuaranteeEntry, guarantee_registry, settings_store
-from ..widgets.workflow_common import RefreshOnResume, StatusLine, attempt, selected_key, when
+from ..widgets.workflow_common import (
+    RefreshOnResume,
+    StatusLine,
+    attempt,
+    selected_key,
+    shows_errors,
+    when,
+)
 from .base import ConsoleScreen
 
 __all__ = ["GuaranteeScreen"]
@@ -79,6 +86,7 @@ class GuaranteeScreen(RefreshOnResume, ConsoleScreen):
     def status(self) -> StatusLine:
         return self.query_one("#status", StatusLine)
 
+    @shows_errors
     def reload(self) -> None:
         table = self.query_one("#registry", DataTable)
         table.clear()

@@ -41,7 +41,14 @@ from ..context import ConsoleContext
 from ..queries._paging import Pager
 from ..queries.messages import invalid_phone_list, outbox_counts, outbox_page, parse_selection
 from ..queries.settings import settings_store
-from ..widgets.workflow_common import REFUSALS, RefreshOnResume, StatusLine, attempt, when
+from ..widgets.workflow_common import (
+    REFUSALS,
+    RefreshOnResume,
+    StatusLine,
+    attempt,
+    shows_errors,
+    when,
+)
 from .base import ConsoleScreen
 
 __all__ = ["MessagesScreen"]
@@ -138,6 +145,7 @@ class MessagesScreen(RefreshOnResume, ConsoleScreen):
 
     # -- outbox ------------------------------------------------------------------------
 
+    @shows_errors
     def reload_outbox(self, *, counts: bool = False) -> None:
         """Show the current page; ``counts``: also count the messages per status (a scan of
         the outbox, so only on opening, refreshing and after a send)."""
@@ -193,6 +201,7 @@ class MessagesScreen(RefreshOnResume, ConsoleScreen):
 
     # -- invalid numbers ---------------------------------------------------------------
 
+    @shows_errors
     def reload_invalid(self) -> None:
         table = self.query_one("#invalid", DataTable)
         table.clear()

@@ -18,7 +18,14 @@ from prepaid.users import Action
 
 from ..context import ConsoleContext
 from ..queries.approvals import fee_control, schedule
-from ..widgets.workflow_common import RefreshOnResume, StatusLine, attempt, selected_key, when
+from ..widgets.workflow_common import (
+    RefreshOnResume,
+    StatusLine,
+    attempt,
+    selected_key,
+    shows_errors,
+    when,
+)
 from .base import ConsoleScreen
 
 __all__ = ["ScheduleScreen"]
@@ -82,6 +89,7 @@ class ScheduleScreen(RefreshOnResume, ConsoleScreen):
     def status(self) -> StatusLine:
         return self.query_one("#status", StatusLine)
 
+    @shows_errors
     def refresh_plan(self, *, announce_empty: bool = True) -> None:
         table = self.query_one("#plan", DataTable)
         table.clear()
@@ -104,6 +112,7 @@ class ScheduleScreen(RefreshOnResume, ConsoleScreen):
             self.status.info("No approved disconnection is waiting.")
         self.show_history()
 
+    @shows_errors
     def show_history(self) -> None:
         table = self.query_one("#history", DataTable)
         table.clear()

@@ -29,6 +29,7 @@ from ..widgets.workflow_common import (
     attempt,
     keep_cursor,
     selected_key,
+    shows_errors,
     when,
 )
 from .base import ConsoleScreen
@@ -129,6 +130,7 @@ class SettingsScreen(RefreshOnResume, ConsoleScreen):
         self.show_changes()
         self.show_editing()
 
+    @shows_errors
     def show_changes(self) -> None:
         table = self.query_one("#changes", DataTable)
         table.clear()

@@ -35,6 +35,7 @@ from ..widgets.workflow_common import (
     attempt,
     keep_cursor,
     selected_key,
+    shows_errors,
     when,
 )
 from .base import ConsoleScreen
@@ -133,6 +134,7 @@ class WorkOrdersScreen(RefreshOnResume, ConsoleScreen):
             supply_unit=self.ctx.user.supply_unit,
         )
 
+    @shows_errors
     def reload(self) -> None:
         now = self.ctx.clock.now()
         page = work_order_page(
@@ -164,6 +166,7 @@ class WorkOrdersScreen(RefreshOnResume, ConsoleScreen):
         self.query_one("#page", Label).update(self.pager.label)
         self.show_history()
 
+    @shows_errors
     def show_history(self) -> None:
         table = self.query_one("#history", DataTable)
         table.clear()

@@ -3,10 +3,13 @@ what to do), a dialog asking for a comment, and formatting of times and money.""
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -28,11 +31,15 @@ __all__ = [
     "attempt",
     "keep_cursor",
     "selected_key",
+    "shows_errors",
     "when",
     "yuan",
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+log = logging.getLogger(__name__)
 
 REFUSALS: tuple[type[Exception], ...] = (
     WorkflowError,
@@ -82,6 +89,38 @@ class StatusLine(Static):
     @property
     def text(self) -> str:
         return str(self.render())
+
+
+class _HasStatus(Protocol):
+    @property
+    def status(self) -> StatusLine: ...
+
+
+S = TypeVar("S", bound=_HasStatus)
+
+
+def shows_errors(
+    method: Callable[Concatenate[S, P], None],
+) -> Callable[Concatenate[S, P], None]:
+    """Decorate a screen's loading method: a database that cannot be read (gone, not
+    migrated, locked) is said on the status line instead of ending the console."""
+
+    def guarded(self: S, /, *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except SQLAlchemyError as exc:
+            log.exception("a console screen could not read the database")
+            orig = getattr(exc, "orig", None)
+            reason = str(orig if orig is not None else exc) or type(exc).__name__
+            self.status.error(
+                f"the database could not be read ({reason.splitlines()[0]}); check that it is "
+                "reachable (feikong console --db URL), then press r to retry"
+            )
+        except REFUSALS as exc:
+            self.status.error(str(exc))
+
+    functools.update_wrapper(guarded, method)
+    return guarded
 
 
 def attempt(status: StatusLine, step: Callable[[], T], *, refused: str = "refused") -> T | None:

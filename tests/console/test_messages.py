@@ -80,3 +80,18 @@ async def test_invalid_numbers_listed_and_exported(tmp_path: Path) -> None:
         assert status(app) == f"2 invalid numbers written to {target}"
     lines = target.read_text(encoding="utf-8-sig").splitlines()
     assert len(lines) == 3 and "李四" in lines[1] and "赵六" in lines[2]
+
+
+async def test_an_unreadable_outbox_is_said_not_crashed(tmp_path: Path) -> None:
+    r = console_rig(tmp_path)
+    with r.engine.begin() as conn:  # an outbox table lost (a half-restored database)
+        conn.exec_driver_sql("DROP TABLE prepaid_message_attempt")
+        conn.exec_driver_sql("ALTER TABLE prepaid_message RENAME TO prepaid_message_lost")
+    app = ScreenApp(MessagesScreen(r.ctx("operator")))
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, MessagesScreen)
+        assert status(app).startswith(
+            "the database could not be read (no such table: prepaid_message); check that it "
+            "is reachable"
+        )
