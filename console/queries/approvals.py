@@ -33,6 +33,7 @@ __all__ = [
     "SCHEDULE_STATES",
     "JobQueueControl",
     "QueueLevel",
+    "QueueRow",
     "ScheduleRow",
     "approval_queue",
     "fee_control",
@@ -130,12 +131,42 @@ def _in_unit(ctx: ConsoleContext, episode: Disconnection) -> bool:
     return unit is None or episode.supply_unit is None or episode.supply_unit == unit
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A request in an approval queue and its time limit (审批时限)."""
+
+    episode: Disconnection
+    deadline: datetime | None
+    overdue_by: timedelta
+
+    @property
+    def overdue_text(self) -> str:
+        if self.overdue_by <= timedelta(0):
+            return ""
+        hours, rest = divmod(int(self.overdue_by.total_seconds()), 3600)
+        return f"OVERDUE {hours}h{rest // 60:02d}m"
+
+
 def approval_queue(
     fc: FeeControl, ctx: ConsoleContext, level: QueueLevel, *, limit: int = 500
-) -> list[Disconnection]:
-    """Requests waiting for ``level``'s approval in the operator's supply unit, oldest first."""
-    episodes = fc.disconnection.list(state=level.state, limit=limit)
-    return [e for e in episodes if _in_unit(ctx, e)]
+) -> list[QueueRow]:
+    """Requests waiting for ``level``'s approval in the operator's supply unit, oldest
+    first, with the deadline of the wait (:class:`prepaid.workflows.ApprovalSla`)."""
+    episodes = [
+        e for e in fc.disconnection.list(state=level.state, limit=limit) if _in_unit(ctx, e)
+    ]
+    waits = {w.number: w for w in fc.sla.pending()} if episodes else {}
+    rows = []
+    for e in episodes:
+        wait = waits.get(e.number)
+        rows.append(
+            QueueRow(
+                e,
+                wait.deadline if wait else None,
+                wait.overdue_by if wait else timedelta(0),
+            )
+        )
+    return rows
 
 
 def history(fc: FeeControl, number: str) -> list[DisconnectionEvent]:

@@ -87,7 +87,16 @@ class ApprovalsScreen(RefreshOnResume, ConsoleScreen):
         self.query_one("#queue", DataTable).focus()
         queue = self.query_one("#queue", DataTable)
         queue.add_columns(
-            "number", "customer", "area", "balance", "threshold", "requested by", "at", "reason"
+            "number",
+            "customer",
+            "area",
+            "balance",
+            "threshold",
+            "requested by",
+            "at",
+            "approve by",
+            "overdue",
+            "reason",
         )
         self.query_one("#history", DataTable).add_columns("at", "who", "what", "to", "comment")
         if not self.levels:
@@ -120,7 +129,8 @@ class ApprovalsScreen(RefreshOnResume, ConsoleScreen):
         level = self.level
         if level is None:
             return
-        for e in approval_queue(self.fc, self.ctx, level):
+        for row in approval_queue(self.fc, self.ctx, level):
+            e = row.episode
             self.episodes[e.number] = e
             table.add_row(
                 e.number,
@@ -130,6 +140,8 @@ class ApprovalsScreen(RefreshOnResume, ConsoleScreen):
                 yuan(e.threshold_fen),
                 e.requested_by,
                 when(e.requested_at),
+                when(row.deadline),
+                row.overdue_text,
                 e.reason,
                 key=e.number,
             )

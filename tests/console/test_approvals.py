@@ -113,3 +113,14 @@ async def test_the_workflow_screens_open_from_the_console_app(tmp_path: Path) ->
         await pilot.pause()
         assert isinstance(app.screen, AuditScreen)
         assert app.load_problems == []
+
+
+async def test_a_request_past_its_approval_time_limit_is_marked_overdue(tmp_path: Path) -> None:
+    r = console_rig(tmp_path)
+    episode = r.request(CUSTOMERS[0])  # Monday 08:00; level 1 has 24 hours
+    r.rig.next_day(1)
+    r.rig.clock.set(r.rig.clock.now().replace(hour=10, minute=30))
+    app = ScreenApp(ApprovalsScreen(r.ctx("approver-l1")))
+    async with app.run_test(size=(160, 40)):
+        row = app.screen.query_one("#queue", DataTable).get_row(episode.number)
+        assert row[7:9] == ["2026-03-03 08:00", "OVERDUE 2h30m"]
