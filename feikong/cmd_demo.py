@@ -126,10 +126,11 @@ def demo(
         f"scenario {loaded.source}: {loaded.district.customers} customers, {run.days} days "
         f"from {run.start}, {run.seconds_per_day:g} s per simulated day; output in {out}/",
         highlight=False,
+        soft_wrap=True,
     )
 
     def phase(text: str) -> None:
-        console.print(f"· {text}", highlight=False, markup=False)
+        console.print(f"· {text}", highlight=False, markup=False, soft_wrap=True)
 
     def day(line: DayLine) -> None:
         console.print(_day_text(line), highlight=False, markup=False, soft_wrap=True)

@@ -106,7 +106,7 @@ async def _headend(config: dict[str, Any], clock: SharedClock) -> None:
         recollect_rounds=int(part["recollect_rounds"]),
         recollect_interval_s=float(part["recollect_interval_s"]),
         status_every_s=clock.speed * 2.0,  # every 2 real seconds
-        poll_s=clock.speed * 0.02,  # the job table every 20 real ms
+        poll_s=clock.speed * 0.04,  # the job table every 40 real ms
         control=ControlSettings(settle_s=3.0),
     )
     await _origin(clock)

@@ -128,6 +128,8 @@ class PlatformOptions:
     out_dir: Path
     progress_file: Path
     step_every_min: float = 60.0
+    min_step_s: float = 300.0
+    """Simulated seconds between two steps at least (the runner keeps it ≥ 50 real ms)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PlatformOptions:
@@ -167,20 +169,30 @@ class PlatformDay:
         self.outbox: Outbox = self.fc.ctx.outbox
         self.sink = FileSink(options.out_dir / "sms.jsonl", clock=clock)
         self.notices_dir = options.out_dir / "notices"
+        self.min_step = max(MIN_STEP, timedelta(seconds=options.min_step_s))
         self.day_stats: dict[str, Any] = {}
 
     def _protected_from(self, now: datetime) -> datetime:
-        """The start of the next protected hours (district defaults) after ``now``."""
+        """Shortly before the next protected hours (district defaults) after ``now``: the
+        deadline of a trip queued now, so that the head-end never starts it in them."""
         from prepaid.settings import Scope
 
         hours = self.fc.ctx.settings.resolve(Scope()).protection
         calendar = self.fc.ctx.calendar
-        moment = now
+        free, moment = now, now
         for _ in range(24 * 12):
             if calendar.is_protected(moment, hours):
-                return moment
-            moment += timedelta(minutes=5)
-        return moment
+                break
+            free, moment = moment, moment + timedelta(minutes=5)
+        else:
+            return moment
+        while (moment - free) > timedelta(seconds=1):  # the exact start, to the second
+            middle = free + (moment - free) / 2
+            if calendar.is_protected(middle, hours):
+                moment = middle
+            else:
+                free = middle
+        return max(now, moment - self.min_step)
 
     # -- the steps -------------------------------------------------------------------
 
@@ -310,7 +322,7 @@ class PlatformDay:
             nxt = now + every
             due = self.fc.next_due()
             if due is not None:
-                nxt = min(nxt, max(due, now + MIN_STEP))
+                nxt = min(nxt, max(due, now + self.min_step))
             await self.clock.sleep((min(nxt, when) - now).total_seconds())
             if self.clock.now() < when:
                 self.step()
@@ -324,7 +336,7 @@ class PlatformDay:
             rates = self._guard("collection status", lambda: success_rates(self.engine, day))
             if rates and rates[0].pending == 0:
                 return
-            await self.clock.sleep(MIN_STEP.total_seconds())
+            await self.clock.sleep(self.min_step.total_seconds())
             self.step()
 
     async def run(self) -> None:
@@ -336,8 +348,8 @@ class PlatformDay:
             for when, name, action in self._plan(day):
                 await self._until(when)
                 if name == "rating":
-                    limit = datetime.combine(day, self.options.requests_at) - MIN_STEP
-                    await self._collected(day, max(limit, when + MIN_STEP))
+                    limit = datetime.combine(day, self.options.requests_at) - self.min_step
+                    await self._collected(day, max(limit, when + self.min_step))
                 late[name] = round((self.clock.now() - when).total_seconds() / 60, 1)
                 action()
                 self.step()

@@ -189,6 +189,7 @@ class DemoRunner:
                 "dunning_period_days": s.dunning_period_days,
                 "out_dir": str(self.out_dir),
                 "progress_file": str(self.run_dir / "platform.jsonl"),
+                "min_step_s": max(300.0, 0.05 * s.run.speed),
             },
         }
         path = self.run_dir / "config.json"

@@ -41,7 +41,7 @@ class Run:
     start: date = date(2026, 3, 1)
     days: int = 60
     seed: int = 1
-    seconds_per_day: float = 3.0
+    seconds_per_day: float = 4.0
 
     @property
     def speed(self) -> float:
