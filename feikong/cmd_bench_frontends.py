@@ -195,7 +195,7 @@ async def run_frontends_bench(
     pipeline: int | None = 32,
     timeout: float = 5.0,
     day_s: float = 60.0,
-    reading_events: bool = True,
+    reading_events: bool = False,
     start_timeout: float = 600.0,
     only: bool = False,
     progress: Any = None,
@@ -239,8 +239,8 @@ async def run_frontends_bench(
             options = ["--timeout", str(timeout), "--speed", f"{speed:.6f}"]
             if pipeline is not None:
                 options += ["--pipeline", str(pipeline)]
-            if not reading_events:
-                options.append("--no-reading-events")
+            if reading_events:
+                options.append("--reading-events")
             series = [frontends] if only else list(range(1, frontends + 1))
             for k in series:
                 _clear(engine)
@@ -359,7 +359,7 @@ def frontends_command(
     day_s: float | None,
     start_timeout: float,
     as_json: bool,
-    reading_events: bool = True,
+    reading_events: bool = False,
     only: bool = False,
 ) -> None:
     """``feikong bench reads --frontends K`` (see the module doc)."""

@@ -68,7 +68,7 @@ def run_frontend(
     keys: KeyRing,
     settings: HeadEndSettings,
     pipeline: int | None = None,
-    reading_events: bool = True,
+    reading_events: bool = False,
     poll_s: float = 1.0,
 ) -> None:
     """Run a front-end of shard ``shard_text`` until Ctrl-C / SIGTERM (see the module doc).
@@ -181,7 +181,9 @@ def frontend_process_command(
         typer.Option("--clock-epoch", help="The Unix time at which --clock-start was read."),
     ] = None,
     speed: Annotated[float, typer.Option("--speed", help="Clock speed.")] = 1.0,
-    reading_events: Annotated[bool, typer.Option("--reading-events/--no-reading-events")] = True,
+    reading_events: Annotated[
+        bool, typer.Option("--reading-events/--no-reading-events", help="An event per meter.")
+    ] = False,
     log_level: Annotated[str, typer.Option("--log-level")] = "WARNING",
 ) -> None:
     """One front-end process as the bench starts it (a clock that follows the fleet's)."""
