@@ -12,12 +12,17 @@ gateway, ``--pipeline`` of them per TCP connection), storing every reading.
 It prints ``key=value`` lines::
 
     meters=10000 collected=10000 missing=0
-    reads=20000            (11H requests answered or timed out: time + block per meter)
-    reads_per_s=…          (reads / collection wall time)
-    meters_per_s=…
+    reads=10000            (meters whose daily freeze was collected and stored)
+    frames=10000           (11H requests: one 0506FF block per meter, three for a
+                            meter that refuses the block)
+    reads_per_s=…          (reads / collection wall time: daily freezes a second)
+    frames_per_s=…
     p50_ms=… p99_ms=…      (request latency through the pool)
     headend_cpu_us_per_read=…  fleet_cpu_us_per_read=…  (CPU time of each side)
-    load_1m=…              (``uptime`` load before the run)
+    headend_cpu_us_per_frame=…  fleet_cpu_us_per_frame=…
+    load_1m=… load_1m_after=…  (``uptime`` load before and after the run)
+
+Both processes run on uvloop when it is installed (``--loop asyncio`` to compare).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -57,7 +63,7 @@ class ReadsBenchResult:
     meters: int
     collected: int
     missing: int
-    reads: int
+    frames: int
     elapsed_s: float
     p50_ms: float | None
     p99_ms: float | None
@@ -74,10 +80,21 @@ class ReadsBenchResult:
     connections: int
     speed: float
     load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    loop: str = "asyncio"
+
+    @property
+    def reads(self) -> int:
+        """Daily freezes collected and stored (one a meter)."""
+        return self.collected
 
     @property
     def reads_per_s(self) -> float:
         return self.reads / self.elapsed_s if self.elapsed_s else 0.0
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s else 0.0
 
     @property
     def meters_per_s(self) -> float:
@@ -85,12 +102,15 @@ class ReadsBenchResult:
 
     def lines(self) -> list[tuple[str, Any]]:
         per_read = 1e6 / self.reads if self.reads else 0.0
+        per_frame = 1e6 / self.frames if self.frames else 0.0
         return [
             ("meters", self.meters),
             ("collected", self.collected),
             ("missing", self.missing),
             ("reads", self.reads),
+            ("frames", self.frames),
             ("reads_per_s", round(self.reads_per_s)),
+            ("frames_per_s", round(self.frames_per_s)),
             ("meters_per_s", round(self.meters_per_s)),
             ("p50_ms", self.p50_ms),
             ("p99_ms", self.p99_ms),
@@ -98,6 +118,9 @@ class ReadsBenchResult:
             ("readings_written", self.readings_written),
             ("headend_cpu_us_per_read", round(self.headend_cpu_s * per_read, 1)),
             ("fleet_cpu_us_per_read", round(self.fleet_cpu_s * per_read, 1)),
+            ("headend_cpu_us_per_frame", round(self.headend_cpu_s * per_frame, 1)),
+            ("fleet_cpu_us_per_frame", round(self.fleet_cpu_s * per_frame, 1)),
+            ("loop", self.loop),
             ("day", self.day.isoformat()),
             ("gateways", self.gateways),
             ("concurrency", self.concurrency),
@@ -107,7 +130,8 @@ class ReadsBenchResult:
             ("fleet_start_s", round(self.fleet_start_s, 1)),
             ("freeze_wait_s", round(self.freeze_wait_s, 1)),
             ("archive_s", round(self.archive_s, 2)),
-            ("load_1m", self.load_before[0]),
+            ("load_1m", round(self.load_before[0], 2)),
+            ("load_1m_after", round(self.load_after[0], 2)),
         ]
 
 
@@ -157,6 +181,14 @@ def reads_command(
         float, typer.Option("--start-timeout", min=1.0, help="Seconds to wait for the fleet.")
     ] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    loop: Annotated[
+        str,
+        typer.Option(
+            "--loop",
+            help="Event loop of the head-end and the fleet: uvloop or asyncio "
+            "(default: uvloop when installed).",
+        ),
+    ] = "auto",
     frontends: Annotated[
         int | None,
         typer.Option(
@@ -187,8 +219,14 @@ def reads_command(
         )
         return
 
+    if loop not in ("auto", "uvloop", "asyncio"):
+        fail(f"--loop must be uvloop or asyncio, got {escape(loop)!r}", 2)
+    use_uvloop = _uvloop_installed() if loop == "auto" else loop == "uvloop"
+    if use_uvloop and not _uvloop_installed():
+        fail("--loop uvloop: uvloop is not installed (pip install uvloop)", 2)
     try:
-        result = asyncio.run(
+        result = _run(
+            use_uvloop,
             run_reads_bench(
                 meters,
                 pipeline=pipeline,
@@ -199,7 +237,7 @@ def reads_command(
                 day_s=day_s or max(30.0, meters / 2000),
                 profile=profile,
                 start_timeout=start_timeout,
-            )
+            ),
         )
     except (RuntimeError, HeadendError, ProtocolError) as exc:
         fail(escape(str(exc)))
@@ -208,6 +246,28 @@ def reads_command(
         return
     for key, value in result.lines():
         console.print(f"{key}={value}", highlight=False)
+
+
+def _uvloop_installed() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _run(use_uvloop: bool, coro: Coroutine[Any, Any, ReadsBenchResult]) -> ReadsBenchResult:
+    if use_uvloop:
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+def _loop_name() -> str:
+    """``uvloop`` or ``asyncio``: the event loop this process runs on."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.startswith("uvloop") else "asyncio"
 
 
 # --------------------------------------------------------------------------- the fleet
@@ -232,11 +292,18 @@ def _self_cpu_s() -> float:
 
 
 async def _start_fleet(first: int, count: int, speed: float, timeout: float) -> _Fleet:
+    """A ``meter-sim`` process, on uvloop when this process runs on it."""
+    # just the meter-sim command: the fleet needs nothing else of the CLI
+    program = "import typer; from feikong.cmd_meter_sim import meter_sim_command as c; typer.run(c)"
+    if _loop_name() == "uvloop":
+        program = (
+            "import asyncio, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
+            + program
+        )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        # just the meter-sim command: the fleet needs nothing else of the CLI
-        "import typer; from feikong.cmd_meter_sim import meter_sim_command as c; typer.run(c)",
+        program,
         "--tcp",
         "127.0.0.1:0",
         "--first-address",
@@ -456,7 +523,7 @@ async def run_reads_bench(
         meters=report.meters,
         collected=report.collected,
         missing=report.missing,
-        reads=report.requests,
+        frames=report.requests,
         elapsed_s=elapsed,
         p50_ms=_ms(latencies, 0.50),
         p99_ms=_ms(latencies, 0.99),
@@ -473,6 +540,8 @@ async def run_reads_bench(
         connections=sum(h.connections for h in health),
         speed=speed,
         load_before=load_before,
+        load_after=os.getloadavg(),
+        loop=_loop_name(),
     )
 
 

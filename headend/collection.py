@@ -7,10 +7,19 @@ The reading of day D
     start of D, so the consumption of D−1 is reading(D) − reading(D−1). For each
     active meter the head-end reads
 
-    * ``050600NN`` — the freeze time (YYMMDDhhmm), to find and check the freeze, and
-    * ``050601NN`` — the forward active energy block (total + tariffs 1..4, kWh),
+    ``0506FFNN`` — the daily-freeze data block (日冻结数据块): the freeze time
+    (YYMMDDhhmm), to find and check the freeze, and the forward active energy
+    block (total + tariffs 1..4, kWh) in one frame. The items of the block are
+    each followed by an ``AAH`` separator (an item the meter does not keep is its
+    separator alone; [FW-A] ``ReadFreezedRec``); a block without separators
+    (time and forward block back to back) is read too. A meter that refuses the
+    block (an abnormal reply: older firmware knows only the single items) is read
+    item by item, two frames:
 
-    where ``NN`` is first guessed from the head-end's clock (today → 1, yesterday →
+    * ``050600NN`` — the freeze time, and
+    * ``050601NN`` — the forward active energy block.
+
+    ``NN`` is first guessed from the head-end's clock (today → 1, yesterday →
     2, …) and corrected from the freeze time the meter returns (a meter whose
     clock is off, or that missed a freeze, keeps its freezes under other
     indices); once a meter's index is found it is the first guess for the next.
@@ -125,6 +134,8 @@ _NORMAL: Final = 0x91
 _ABNORMAL: Final = 0xD1
 _FREEZE_TIME_BASE: Final = 0x05060000
 _FORWARD_BASE: Final = 0x05060100
+_BLOCK_BASE: Final = 0x0506FF00
+_SEPARATOR: Final = 0xAA
 _QUANTITY: Final = "forward-active-energy"
 
 Progress = Callable[[int, int], None]
@@ -279,8 +290,11 @@ _TIME_DI_BYTES: Final = tuple(
 _FORWARD_DI_BYTES: Final = tuple(
     (_FORWARD_BASE | n).to_bytes(4, "little") for n in range(MAX_FREEZE_INDEX + 1)
 )
+_BLOCK_DI_BYTES: Final = tuple(
+    (_BLOCK_BASE | n).to_bytes(4, "little") for n in range(MAX_FREEZE_INDEX + 1)
+)
 _FREEZE_TIMES: dict[bytes, datetime] = {}
-"""Freeze-time reply data already decoded (a fleet's freezes share a few times)."""
+"""Freeze times (``mm hh DD MM YY``) already decoded (a fleet's freezes share a few)."""
 
 
 def parse_energy_block(value: str) -> tuple[Decimal, ...]:
@@ -288,9 +302,11 @@ def parse_energy_block(value: str) -> tuple[Decimal, ...]:
     return tuple(Decimal(part) for part in value.split(","))
 
 
-def _freeze_time(data: bytes, address: str) -> datetime:
-    """The freeze time of a read reply's data (DI + ``mm hh DD MM YY``, low byte first)."""
-    raw = data[4:]
+def _freeze_time(raw: bytes, address: str) -> datetime:
+    """A freeze time: ``mm hh DD MM YY`` (BCD, low byte first)."""
+    when = _FREEZE_TIMES.get(raw)
+    if when is not None:
+        return when
     digits = raw[::-1].hex() if len(raw) == 5 else ""
     try:
         when = datetime(
@@ -306,8 +322,34 @@ def _freeze_time(data: bytes, address: str) -> datetime:
         ) from None
     if len(_FREEZE_TIMES) > 4096:
         _FREEZE_TIMES.clear()
-    _FREEZE_TIMES[data] = when
+    _FREEZE_TIMES[raw] = when
     return when
+
+
+def _daily_block(raw: bytes, address: str) -> tuple[bytes, bytes]:
+    """The freeze time and forward energy block of a daily-freeze data block's value.
+
+    Raises :class:`_NoBlock` when the block has no forward energy (the meter does
+    not keep it in the block): the single items are read instead.
+    """
+    if len(raw) >= 27 and raw[5] == _SEPARATOR and raw[26] == _SEPARATOR:
+        return raw[:5], raw[6:26]  # the usual layout, without splitting
+    if _SEPARATOR not in raw:
+        if len(raw) >= 25:  # items back to back
+            return raw[:5], raw[5:25]
+        raise _Missing(
+            "bad-reply",
+            f"meter {address}: daily-freeze block {raw.hex().upper()} is too short "
+            "(needs the freeze time and the forward energy block)",
+        )
+    items = raw.split(b"\xaa")
+    if len(items[0]) != 5:
+        raise _Missing(
+            "bad-reply", f"meter {address}: daily-freeze block starts with no freeze time"
+        )
+    if len(items) < 2 or not items[1]:
+        raise _NoBlock(f"meter {address} keeps no forward energy in its daily-freeze block")
+    return items[0], items[1]
 
 
 def _refused(reply: Frame, address: str, di: int) -> None:
@@ -426,6 +468,8 @@ class _Run:
         self.done = 0
         self.collected = 0
         self.requests = 0
+        self.block_refused = 0
+        """Meters that refused the daily-freeze block (read item by item)."""
         self.written = 0
         self.reasons: Counter[str] = Counter()
         self.batch = _Batch()
@@ -446,6 +490,55 @@ class _Run:
     async def _collect(self, address: str) -> tuple[datetime, list[int]]:
         """The freeze time and forward block of the meter's freeze of the day.
 
+        Reads the daily-freeze data block at the hinted index, moving by the
+        difference between the freeze time found and the day; a meter that
+        refuses the block is read item by item (:meth:`_collect_items`).
+        Transport errors propagate (see :meth:`_one`).
+        """
+        wire_address = str.__new__(Address, address)  # archive addresses are validated
+        request = self.pool.request
+        day = self.day
+        n = guess = self.hint
+        probed = False
+        for _ in range(4):
+            if not 1 <= n <= MAX_FREEZE_INDEX:
+                raise _Missing(
+                    "no-freeze",
+                    f"meter {address} keeps no daily freeze for {day} "
+                    f"(it would be freeze {n}; meters keep {MAX_FREEZE_INDEX})",
+                )
+            self.requests += 1
+            reply = await request(address, Frame(wire_address, _READ, _BLOCK_DI_BYTES[n]))
+            if reply.control != _NORMAL:
+                if reply.control != _ABNORMAL:
+                    _refused(reply, address, _BLOCK_BASE | n)
+                err = reply.data[0] if reply.data else 0
+                if err & ErrorWord.NO_DATA and n != 1 and not probed:
+                    # No freeze n, or no block at all: the newest freeze tells which.
+                    probed = True
+                    n = 1
+                    continue
+                self.block_refused += 1
+                return await self._collect_items(address, guess if probed else n)
+            try:
+                raw_time, raw_block = _daily_block(reply.data[4:], address)
+            except _NoBlock:
+                self.block_refused += 1
+                return await self._collect_items(address, n)
+            frozen = _freeze_time(raw_time, address)
+            if frozen.date() == day:
+                block = _energy_block(raw_block, address)
+                self.hint = n
+                return frozen, block
+            n += (frozen.date() - day).days
+        raise _Missing(
+            "no-freeze",
+            f"meter {address}: no daily freeze dated {day} (freeze {n} is {frozen})",
+        )
+
+    async def _collect_items(self, address: str, n: int) -> tuple[datetime, list[int]]:
+        """The freeze time and forward block read item by item, from freeze index ``n``.
+
         Tries the hinted freeze index, then moves by the difference between the
         freeze time found and the day. When the meter has no freeze at the index
         tried (a young meter, or the head-end's clock ahead of the meter's), the
@@ -455,7 +548,6 @@ class _Run:
         wire_address = str.__new__(Address, address)  # archive addresses are validated
         request = self.pool.request
         day = self.day
-        n = self.hint
         probed = False
         for _ in range(4):
             if not 1 <= n <= MAX_FREEZE_INDEX:
@@ -477,9 +569,7 @@ class _Run:
                     probed = True
                     n = 1  # where is the newest freeze?
                     continue
-            frozen = _FREEZE_TIMES.get(reply.data)
-            if frozen is None:
-                frozen = _freeze_time(reply.data, address)
+            frozen = _freeze_time(reply.data[4:], address)
             if frozen.date() == day:
                 break
             n += (frozen.date() - day).days
@@ -650,6 +740,10 @@ class _Run:
 
 class _NoData(Exception):
     """ERR 02: the meter has no such data (here: that freeze was not taken)."""
+
+
+class _NoBlock(Exception):
+    """The meter's daily-freeze block lacks the forward energy: read the items."""
 
 
 # --------------------------------------------------------------------------- queries

@@ -97,7 +97,7 @@ from . import control, readout
 from .auth import DEFAULT_VALIDITY_MIN, INVALIDATE_DI, IdentityAuth
 from .config import BreakerKind, MeterConfig, MeterKind
 from .errors import ControlRefused, MeterStateError, Refused
-from .freeze import INSTANT_FREEZES_KEPT, FreezeStore
+from .freeze import INSTANT_FREEZES_KEPT, FreezeStore, daily_block
 from .meter_clock import DAY, MeterClock, SyncRefused, from_seconds
 from .parameters import PARAMETERS, Access, ParameterSpec, ParameterTable
 from .passwords import Passwords
@@ -131,6 +131,8 @@ _WILDCARD_OK: Final = frozenset(
 )
 """Functions a meter answers when addressed with AA wildcard bytes ([FW-A])."""
 _BROADCAST_OK: Final = frozenset({FunctionCode.BROADCAST_TIME, FunctionCode.FREEZE})
+_DAILY_BLOCK: Final = 0x0506FF
+"""DI3..DI1 of the daily-freeze data block (日冻结数据块) ``0506FFnn``."""
 _CLEAR_METER_N2: Final = 0x1A
 _CLEAR_EVENTS_N2: Final = 0x1B
 
@@ -452,7 +454,25 @@ class Meter:
 
     def read_value(self, di: int) -> bytes:
         """The value bytes of ``di``; raises :class:`Refused` (ERR 02 unknown, ERR 04 secret)."""
+        if di >> 8 == _DAILY_BLOCK:
+            return self._daily_block(di & 0xFF)
         return readout.value(self, di)
+
+    def _daily_block(self, n: int) -> bytes:
+        """日冻结数据块 ``0506FFnn`` (see :func:`meter_sim.freeze.daily_block`).
+
+        A meter configured with ``extra = {freeze_block = false}`` does not know
+        the block (ERR 02), as older firmware that answers only the single items.
+        """
+        di = _DAILY_BLOCK << 8 | n
+        if not self._config.extra.get("freeze_block", True):
+            raise Refused(ErrorWord.NO_DATA, f"{di:08X}: the daily-freeze block is not supported")
+        if n <= self._config.faults.missing_freeze_days:
+            raise Refused(ErrorWord.NO_DATA, f"{di:08X}: daily freeze {n} was not taken")
+        freeze = self.daily_freezes.get(n)
+        if freeze is None:
+            raise Refused(ErrorWord.NO_DATA, f"{di:08X}: no such freeze")
+        return daily_block(freeze)
 
     def _read(self, request: ReadRequest) -> Message:
         if request.since is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from ..errors import TransportError
 from ._client import Transport
@@ -43,8 +44,8 @@ class _ClientProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.owner._data_received(data)
@@ -224,12 +225,12 @@ class _ServerProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = stream = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         peer_text = _host_port(str(peer[0]), int(peer[1])) if peer else "?"
         self.session = self.server._open_session(
-            f"{self.server.url} from {peer_text}", transport.write
+            f"{self.server.url} from {peer_text}", stream.write
         )
         self.server._connections.add(self)
 

@@ -23,7 +23,8 @@ def test_bench_reads_collects_every_meter_and_prints_the_figures(tmp_path: Path)
     assert result.exit_code == 0, result.output
     figures = dict(re.findall(r"^(\w+)=(\S+)$", result.output, re.M))
     assert (figures["meters"], figures["collected"], figures["missing"]) == ("60", "60", "0")
-    assert figures["reads"] == "120"  # freeze time + energy block per meter
+    assert figures["reads"] == "60"  # daily freezes collected and stored
+    assert figures["frames"] == "60"  # one 0506FF block per meter
     assert float(figures["reads_per_s"]) > 0 and float(figures["p99_ms"]) > 0
     assert figures["gateways"] == "2"
     engine = open_database(db)

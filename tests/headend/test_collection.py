@@ -102,7 +102,7 @@ async def test_collect_day_stores_every_active_meters_freeze(rig: Rig, engine: E
     async with ChannelPool.from_archive(engine, clock=rig.clock) as pool:
         report = await collect_day(engine, pool, MAR2, bus=bus)
     assert (report.meters, report.collected, report.missing) == (3, 3, 0)
-    assert report.readings_written == 3 and report.requests == 6  # time + block per meter
+    assert report.readings_written == 3 and report.requests == 3  # one 0506FF02 per meter
     assert "000000000004" not in gateway.handled  # inactive: not read
     stored = readings(engine)
     assert len(stored) == 3
@@ -127,15 +127,58 @@ async def test_the_freeze_index_is_found_from_the_meters_freeze_time(
     rig.load_archive(engine, concurrency=1)  # one meter after the other
     rig.clock.set(NOW)
     # The head-end's clock is a day ahead of the meters': its first guess for 03-02 is
-    # freeze 3, which these two-day-old meters do not have (ERR 02). The newest freeze
-    # (1) is dated 03-03, so 03-02 is freeze 2: checked, then read. The next meters
-    # start from freeze 2: two reads each.
+    # freeze 3, which these two-day-old meters do not have (ERR 02 to block 0506FF03).
+    # The newest freeze (block 0506FF01) is dated 03-03, so 03-02 is freeze 2: block
+    # 0506FF02. The next meters start from freeze 2: one read each.
     headend_clock = SteppedClock(datetime(2026, 3, 4, 8, 0))
     async with ChannelPool.from_archive(engine, clock=headend_clock) as pool:
         report = await collect_day(engine, pool, MAR2)
     assert report.collected == 5
-    assert report.requests == 4 + 4 * 2
+    assert report.requests == 3 + 4 * 1
     assert freeze_times(engine, MAR2) == {datetime(2026, 3, 2, 0, 0)}
+
+
+async def test_a_meter_refusing_the_freeze_block_is_read_item_by_item(
+    rig: Rig, engine: Engine
+) -> None:
+    configs = [
+        MeterConfig("000000000001", seed=1),
+        MeterConfig("000000000002", seed=2, extra={"freeze_block": False}),  # older firmware
+    ]
+    gateway = await rig.gateway("dtu", 0, 0, configs=configs)
+    rig.load_archive(engine)
+    rig.clock.set(NOW)
+    async with ChannelPool.from_archive(engine, clock=rig.clock) as pool:
+        report = await collect_day(engine, pool, MAR3)
+    assert (report.collected, report.missing) == (2, 0)
+    # 0506FF01 refused (ERR 02), then 05060001 and 05060101: three frames
+    assert gateway.handled == {"000000000001": 1, "000000000002": 3}
+    stored = {r[0]: r for r in readings(engine)}
+    for address in ("000000000001", "000000000002"):
+        when, block = await freeze_directly(gateway, address, 1)
+        assert when == datetime(2026, 3, 3, 0, 0)
+        assert stored[address][1:3] == (0x05060101, "2026-03-03")
+        assert parse_energy_block(stored[address][3]) == block
+    assert freeze_times(engine, MAR3) == {datetime(2026, 3, 3, 0, 0)}
+
+
+async def test_a_freeze_block_without_separators_is_read(rig: Rig, engine: Engine) -> None:
+    gateway = await rig.gateway("dtu", 1, 2)
+    rig.load_archive(engine)
+    rig.clock.set(NOW)
+
+    def packed(reply: Frame) -> Frame:  # items back to back, as some firmware sends them
+        return reply._replace(data=reply.data[:4] + reply.data[4:].replace(b"\xaa", b""))
+
+    gateway.tamper["000000000002"] = packed
+    async with ChannelPool.from_archive(engine, clock=rig.clock) as pool:
+        report = await collect_day(engine, pool, MAR3)
+    assert (report.collected, report.requests) == (2, 2)
+    stored = {r[0]: r for r in readings(engine)}
+    when, block = await freeze_directly(gateway, "000000000002", 1)
+    assert parse_energy_block(stored["000000000002"][3]) == block
+    assert when == datetime(2026, 3, 3, 0, 0)
+    assert freeze_times(engine, MAR3) == {when}
 
 
 async def test_a_silent_meter_is_missing_then_collected_by_recollection(
@@ -168,7 +211,7 @@ async def test_a_silent_meter_is_missing_then_collected_by_recollection(
     # only the missing meter was read again
     assert {a: n - handled_before.get(a, 0) for a, n in gateway.handled.items()} == {
         "000000000001": 0,
-        mute: 2,
+        mute: 1,  # its daily-freeze block
         "000000000003": 0,
     }
     (rate,) = success_rates(engine, MAR3)
