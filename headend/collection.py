@@ -82,6 +82,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from protocol import Address
@@ -385,11 +386,13 @@ def _energy_block(raw: bytes, address: str) -> list[int]:
 
 _Status = tuple[str, date, str, str | None, datetime, datetime | None]
 """A status row: address, day, status, last error, attempt time, freeze time."""
+_Reading = tuple[str, int, date, str, int, datetime]
+"""A reading row: address, DI, freeze date, value, energy (0.01 kWh), collected at."""
 
 
 @dataclass(slots=True)
 class _Batch:
-    readings: list[NewReading] = field(default_factory=list)
+    readings: list[_Reading] = field(default_factory=list)
     statuses: list[_Status] = field(default_factory=list)
 
 
@@ -412,6 +415,9 @@ more than the database itself.
 """
 
 
+_UPSERT_SQLITE: Final = _UPSERT.format(p="?")
+
+
 def _sqlite_time(t: datetime) -> str:
     """``t`` as SQLAlchemy keeps a DateTime in SQLite (``YYYY-MM-DD hh:mm:ss.ffffff``)."""
     text = str(t)  # much faster than strftime; no fraction when it is zero
@@ -421,22 +427,74 @@ def _sqlite_time(t: datetime) -> str:
 def _write_statuses(connection: Connection, rows: list[_Status]) -> None:
     name = connection.dialect.name
     if name == "sqlite":
-        params: list[tuple[Any, ...]] = [
-            (a, d.isoformat(), s, e, _sqlite_time(t), None if f is None else _sqlite_time(f))
-            for a, d, s, e, t, f in rows
-        ]
-        connection.exec_driver_sql(_UPSERT.format(p="?"), params)
+        text: dict[date | datetime | None, str | None] = {None: None}
+        params: list[tuple[Any, ...]] = []
+        for a, d, s, e, t, f in rows:
+            day = text.get(d)
+            if day is None:
+                day = text[d] = d.isoformat()
+            at = text.get(t)
+            if at is None:
+                at = text[t] = _sqlite_time(t)
+            frozen = text.get(f, "")
+            if frozen == "":
+                assert f is not None
+                frozen = text[f] = _sqlite_time(f)
+            params.append((a, day, s, e, at, frozen))
+        connection.exec_driver_sql(_UPSERT_SQLITE, params)
     elif name == "postgresql":
         connection.exec_driver_sql(_UPSERT.format(p="%s"), rows)
     else:
         raise HeadendError(f"collection status cannot be stored in a {name!r} database")
 
 
+_INSERT_READING: Final = (
+    "INSERT INTO headend_reading (meter_address, di, freeze_date, value, energy_ckwh, "
+    "collected_at) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (meter_address, di, freeze_date) DO NOTHING"
+)
+"""A reading stored once (frozen data does not change), sent as the driver's own SQL."""
+
+
+def _write_sqlite(connection: Connection, batch: _Batch) -> int:
+    """Readings and statuses in one transaction, as plain tuples; the readings written.
+
+    The meters come from the archive, so every reading has its meter (the
+    foreign key would refuse one that has not). ``executemany`` keeps one
+    prepared statement for the whole batch; its row count adds up the rows
+    inserted (a reading already stored counts 0).
+    """
+    days: dict[date, str] = {}
+    times: dict[datetime, str] = {}
+    params: list[tuple[Any, ...]] = []
+    for a, di, d, v, e, t in batch.readings:
+        day = days.get(d)
+        if day is None:
+            day = days[d] = d.isoformat()
+        when = times.get(t)
+        if when is None:
+            when = times[t] = _sqlite_time(t)
+        params.append((a, di, day, v, e, when))
+    written = 0
+    if params:
+        written = max(0, connection.exec_driver_sql(_INSERT_READING, params).rowcount)
+    if batch.statuses:
+        _write_statuses(connection, batch.statuses)
+    return written
+
+
 def _write(engine: Engine, batch: _Batch) -> int:
     """Store a batch (readings first, then statuses); the number of readings written."""
+    if engine.dialect.name == "sqlite":
+        try:
+            with engine.begin() as connection:
+                return _write_sqlite(connection, batch)
+        except IntegrityError:
+            log.warning("a meter left the archive during the collection; storing item by item")
     written = 0
     if batch.readings:
-        written = store_readings(engine, batch.readings).written
+        readings = [NewReading(*row) for row in batch.readings]
+        written = store_readings(engine, readings).written  # leaves out unknown meters
     if batch.statuses:
         with engine.begin() as connection:
             _write_statuses(connection, batch.statuses)
@@ -630,7 +688,7 @@ class _Run:
             b4 // 100,
             b4 % 100,
         )
-        self.batch.readings.append(NewReading(address, FORWARD_BLOCK_DI, day, value, block[0], now))
+        self.batch.readings.append((address, FORWARD_BLOCK_DI, day, value, block[0], now))
         self.batch.statuses.append((address, day, "collected", None, now, frozen))
         self.collected += 1
         if self.bus is not None:
