@@ -112,7 +112,7 @@ async def test_two_shards_collect_a_day_once_and_a_job_goes_to_its_shard(
             assert [r["shard"] for r in reports] == [0, 1]
             assert [r["collected"] for r in reports] == [len(f.meters) for f in fronts]
             assert sum(r["readings_written"] for r in reports) == 48
-            assert all(r["reads"] == 2 * r["meters"] for r in reports)  # freeze time + block
+            assert all(r["meters"] <= r["reads"] <= 2 * r["meters"] for r in reports)
 
             again = await dispatcher.wait_collected(await dispatcher.collect(DAY), timeout=30)
             assert sum(r["collected"] for r in again) == 48
