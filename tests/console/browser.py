@@ -54,7 +54,9 @@ window.__screenText = "";
       } else if (data instanceof ArrayBuffer) {
         window.__screenText += clean(decoder.decode(data));
       } else if (data instanceof Blob) {
-        data.arrayBuffer().then((buffer) => { window.__screenText += clean(decoder.decode(buffer)); });
+        data.arrayBuffer().then((buffer) => {
+          window.__screenText += clean(decoder.decode(buffer));
+        });
       }
     });
     return socket;
