@@ -16,8 +16,9 @@ schedule of a utility's back office:
 - ``onsite_at``: the fault handler records the on-site result of the
   disconnection-failure work orders assigned to them;
 - in between, :meth:`FeeControl.step` whenever something is due (notices, trips
-  outside protected hours, relay checks, reconnections of customers who paid), and
-  the SMS outbox is dispatched to a file (``sms.jsonl``).
+  outside protected hours, relay checks, reconnections of customers who paid), after
+  the head-end's outcomes have come in (:class:`JobOutcomeFeed`: the events, from the
+  job table), and the SMS outbox is dispatched to a file (``sms.jsonl``).
 
 Each finished day is one JSON line in the progress file, which the demo runner shows.
 """
@@ -37,7 +38,7 @@ from sqlalchemy.engine import Engine
 
 from protocol.clock import Clock
 
-__all__ = ["JobTableControl", "PlatformDay", "PlatformOptions"]
+__all__ = ["JobOutcomeFeed", "JobTableControl", "PlatformDay", "PlatformOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,83 @@ class JobTableControl:
         return self.store.require(job_id)
 
 
+class JobOutcomeFeed:
+    """Head-end events from the database (事件): the outcome of every finished job of the
+    platform (ids ``fk-…``) becomes the :class:`~headend.events.CommandSucceeded` or
+    :class:`~headend.events.CommandFailed` the head-end published in its own process,
+    on this process's bus — the same fields, from the job's stored result. (With a
+    broker, :class:`headend.events.MqttEventSubscriber` does this instead.)"""
+
+    def __init__(self, engine: Engine, bus: Any, *, prefix: str = "fk-") -> None:
+        from headend.jobs import JobStore
+
+        self.engine = engine
+        self.store = JobStore(engine)
+        self.bus = bus
+        self.prefix = prefix
+        self.seen: set[str] = set()
+        self.since: Any = None
+        self.delivered = 0
+
+    def poll(self) -> int:
+        """Publish the outcomes finished since the last poll; how many."""
+        import sqlalchemy as sa
+
+        from headend.events import CommandFailed, CommandSucceeded
+        from headend.models import JobKind, JobState
+
+        query = (
+            "SELECT id, finished_at FROM headend_job WHERE id LIKE :prefix"
+            " AND state IN ('succeeded', 'failed', 'expired')"
+        )
+        params: dict[str, Any] = {"prefix": f"{self.prefix}%"}
+        if self.since is not None:
+            query += " AND finished_at >= :since"
+            params["since"] = self.since
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(query), params).all()
+        count = 0
+        for job_id, finished_at in rows:
+            if job_id in self.seen:
+                continue
+            self.seen.add(job_id)
+            if self.since is None or finished_at > self.since:
+                self.since = finished_at
+            job = self.store.require(job_id)
+            at = job.finished_at or job.updated_at
+            if job.state is JobState.SUCCEEDED:
+                result = job.result or {}
+                event: Any = CommandSucceeded(
+                    address=job.address,
+                    at=at,
+                    job_id=job.id,
+                    command=job.kind.value,
+                    attempts=job.attempts,
+                    relay=result.get("relay"),
+                    guarantee=result.get("guarantee"),
+                    energy_ckwh=result.get("energy_ckwh"),
+                    reason=job.params.get("reason"),
+                    info=tuple(str(i) for i in result.get("info") or ()),
+                )
+            elif job.kind is JobKind.READ:
+                continue  # the platform's reads end in its relay checks (looked up)
+            else:
+                event = CommandFailed(
+                    address=job.address,
+                    at=at,
+                    job_id=job.id,
+                    command=job.kind.value,
+                    reason=job.reason or "failed",
+                    attempts=job.attempts,
+                    error=job.error,
+                    expired=job.state is JobState.EXPIRED,
+                )
+            self.bus.publish(event)
+            count += 1
+        self.delivered += count
+        return count
+
+
 @dataclass(frozen=True, slots=True)
 class PlatformOptions:
     start: date
@@ -153,14 +231,15 @@ class PlatformDay:
         self.engine = engine
         self.clock = clock
         self.options = options
-        config = WorkflowConfig(
-            dunning_period=timedelta(days=options.dunning_period_days),
-            # outcomes come from the job table, not from events: look finished jobs up
-            stuck_after=timedelta(0),
-        )
+        from headend.events import EventBus
+
+        config = WorkflowConfig(dunning_period=timedelta(days=options.dunning_period_days))
         control = JobTableControl(engine, clock, deadline=timedelta(hours=6))
         self.fc = FeeControl(engine, control, clock=clock, config=config)
         control.trip_window_end = self._protected_from
+        self.bus = EventBus()
+        self.fc.subscribe(self.bus)
+        self.feed = JobOutcomeFeed(engine, self.bus)
         users = Users(engine, clock=clock, audit=self.fc.ctx.audit)
         self.operator = users.get(options.operator)
         self.approver_l1 = users.get(options.approver_l1)
@@ -283,6 +362,7 @@ class PlatformDay:
         self.day_stats["onsite"] = done
 
     def step(self) -> None:
+        self._guard("head-end outcomes", self.feed.poll)
         self._guard("fee-control step", self.fc.step)
         self._dispatch()
 

@@ -127,8 +127,15 @@ class Scenario:
         if seed is not None:
             run = dataclasses.replace(run, seed=_nonneg_int(seed, "--seed", "option"))
         if customers is not None:
+            n = _customers(customers, "--customers", "option")
+            cap = max(1, n // 20)  # a smaller district keeps its special customers few
             district = dataclasses.replace(
-                district, customers=_customers(customers, "--customers", "option")
+                district,
+                customers=n,
+                guaranteed=min(district.guaranteed, cap),
+                without_phone=min(district.without_phone, cap),
+                breakers_failing=min(district.breakers_failing, cap),
+                offline_meters=min(district.offline_meters, cap),
             )
         scenario = dataclasses.replace(self, run=run, district=district)
         _check_whole(scenario)

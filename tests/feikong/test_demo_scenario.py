@@ -91,6 +91,14 @@ def test_command_line_overrides_are_checked_too() -> None:
         load_scenario().with_overrides(days=366)
 
 
+def test_a_small_district_keeps_its_special_customers_few() -> None:
+    s = load_scenario().with_overrides(customers=40)  # 40 // 20 = 2 of each at most
+    d = s.district
+    assert (d.guaranteed, d.without_phone, d.breakers_failing, d.offline_meters) == (2, 2, 2, 1)
+    big = load_scenario().with_overrides(customers=5000).district
+    assert (big.guaranteed, big.without_phone) == (5, 25)  # the file's values
+
+
 def _demo(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "feikong", "demo", *args],
