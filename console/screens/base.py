@@ -61,5 +61,6 @@ class ConsoleScreen(Screen[None]):
         # the widgets may import this module
         from ..widgets.navigation import NavigationBar
 
-        self.sub_title = self.TITLE
+        # the header: "<screen title> — <who is logged in>"
+        self.sub_title = self.app.sub_title or self.TITLE
         self.mount(Header(icon="≡"), NavigationBar(self.KEY), Footer())

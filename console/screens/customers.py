@@ -248,7 +248,8 @@ class CustomerDetailScreen(Screen[None]):
         history: list[q.HistoryRow],
     ) -> None:
         self.detail = detail
-        self.sub_title = f"customer {detail.customer_no}"
+        self.title = f"Customer {detail.customer_no}"
+        self.sub_title = detail.name
         self.query_one("#detail-title", Label).update(
             f"{detail.customer_no} {detail.name} — balance {q.yuan(detail.balance_fen)} yuan"
         )

@@ -46,8 +46,8 @@ class MetersScreen(ConsoleScreen):
     MetersScreen #meter-list { width: 3fr; }
     MetersScreen #meter-side { width: 2fr; padding: 0 1; }
     MetersScreen #meter-status { height: auto; border: round $primary; padding: 0 1; }
-    MetersScreen #meter-commands { height: auto; }
-    MetersScreen #meter-commands Button { margin: 1 1 0 0; min-width: 14; }
+    MetersScreen #meter-commands { height: auto; layout: grid; grid-size: 3; grid-gutter: 0 1; }
+    MetersScreen #meter-commands Button { margin-top: 1; width: 100%; }
     MetersScreen #meter-message { height: auto; padding: 1 0 0 0; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("slash", "focus_search", "Search")]
