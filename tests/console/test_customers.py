@@ -176,3 +176,34 @@ async def test_the_detail_shows_readings_charges_balance_and_history(world: Worl
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, CustomersScreen)
+
+
+def test_an_operator_of_one_unit_finds_only_its_customers(world: World) -> None:
+    everyone = search(world.engine, "33", SearchField.CUSTOMER_NO, limit=300)
+    mine = search(world.engine, "33", SearchField.CUSTOMER_NO, limit=300, supply_unit="33002")
+    assert {r.supply_unit for r in everyone.rows} == {"33001", "33002"}
+    assert mine.rows and {r.supply_unit for r in mine.rows} == {"33002"}
+    assert len(mine.rows) == sum(r.supply_unit == "33002" for r in everyone.rows)
+
+
+async def test_meter_commands_from_the_detail_open_the_meter(world: World) -> None:
+    from console.screens.meters import MetersScreen
+
+    app = _app(world, "operator")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        app.go("customers")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await _search(app, pilot, "3300000009", SearchField.CUSTOMER_NO)
+        app.screen.query_one(PagedTable).table.focus()
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, CustomerDetailScreen)
+        await pilot.press("m")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert isinstance(app.screen, MetersScreen)
+        assert app.screen.selected == "330000000009"

@@ -1,0 +1,104 @@
+"""Dashboard: the overview per supply unit (as prepaid.statistics counts it), alarms, scope."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from textual.widgets import DataTable, Static
+
+from console.app import ConsoleApp
+from console.screens.dashboard import DashboardScreen
+from headend.jobs import JobSpec, JobStore
+from headend.models import JobKind, JobState
+from prepaid.users import Role
+
+from .world import PASSWORD, World
+
+SIZE = (150, 44)
+
+
+async def _dashboard(app: ConsoleApp, pilot: object) -> DashboardScreen:
+    await app.workers.wait_for_complete()
+    await pilot.pause()  # type: ignore[attr-defined]
+    await app.workers.wait_for_complete()
+    await pilot.pause()  # type: ignore[attr-defined]
+    screen = app.screen
+    assert isinstance(screen, DashboardScreen)
+    return screen
+
+
+def _table(screen: DashboardScreen) -> dict[str, list[str]]:
+    table = screen.query_one("#dash-units", DataTable)
+    rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+    return {r[0]: r for r in rows}
+
+
+async def test_the_overview_counts_customers_warning_arrears_and_collection(world: World) -> None:
+    app = ConsoleApp(
+        world.engine, clock=world.clock, users=world.users, user=world.operator("operator")
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _dashboard(app, pilot)
+        rows = _table(screen)
+        assert set(rows) == {"33001", "33002", "total"}
+        # counted independently: accounts and negative real-time balances per unit
+        for unit, customers, arrears in world.rows(
+            "SELECT u.code, count(*), sum(s.balance_fen < 0) FROM prepaid_account a"
+            " JOIN prepaid_supply_unit u ON u.id = a.supply_unit_id"
+            " JOIN prepaid_rating_state s ON s.account_id = a.id WHERE a.active GROUP BY u.code"
+        ):
+            assert rows[str(unit)][2] == str(customers)
+            assert rows[str(unit)][4] == str(arrears)
+        assert rows["total"][2] == "240"
+        # collection: meters with the 8 March daily freeze / meters
+        read = world.rows(
+            "SELECT count(*) FROM prepaid_account a WHERE EXISTS (SELECT 1 FROM headend_reading r"
+            " WHERE r.meter_address = a.meter_address AND r.di = 84279553"
+            " AND r.freeze_date = '2026-03-08')"
+        )[0][0]
+        assert rows["total"][8] == f"{int(read) * 100 / 240:.2f}%"  # type: ignore[call-overload]
+        assert "on 2026-03-08" in str(screen.query_one("#dash-day").render())
+        assert str(screen.query_one("#dash-alarms", Static).render()) == "no alarms"
+
+
+async def test_failed_commands_raise_an_alarm_and_r_refreshes(world: World) -> None:
+    app = ConsoleApp(
+        world.engine, clock=world.clock, users=world.users, user=world.operator("operator")
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _dashboard(app, pilot)
+        store = JobStore(world.engine)
+        now = world.clock.now()
+        job, _ = store.submit(
+            JobSpec(JobKind.TRIP, "330000000003", deadline=now + timedelta(minutes=30)), now
+        )
+        store.finish(job.id, now, JobState.FAILED, error="no answer")
+        await pilot.press("r")
+        screen = await _dashboard(app, pilot)
+        alarms = str(screen.query_one("#dash-alarms", Static).render())
+        assert "1 head-end command(s) failed or expired today" in alarms
+
+
+async def test_an_operator_of_one_supply_unit_sees_only_that_unit(world: World) -> None:
+    root = world.operator("root")
+    world.users.add(
+        "wang",
+        display_name="王",
+        password=PASSWORD,
+        roles=[Role.OPERATOR],
+        supply_unit="33002",
+        by=root,
+    )
+    app = ConsoleApp(
+        world.engine, clock=world.clock, users=world.users, user=world.operator("wang")
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _dashboard(app, pilot)
+        rows = _table(screen)
+        assert set(rows) == {"33002"}
+        assert rows["33002"][2] == str(
+            world.rows(
+                "SELECT count(*) FROM prepaid_account a JOIN prepaid_supply_unit u"
+                " ON u.id = a.supply_unit_id WHERE u.code = '33002'"
+            )[0][0]
+        )
