@@ -231,6 +231,12 @@ class Fleet:
         return list(self.meters)
 
     @property
+    def answers_eagerly(self) -> bool:
+        """True with in-process breakers: :meth:`handle` needs no task of its own until it
+        waits, so a frame server may run it at once as each frame arrives."""
+        return self.modbus is None
+
+    @property
     def online(self) -> list[Address]:
         """Addresses of the meters on the link (all but the ``offline`` ones)."""
         return list(self._online)
@@ -307,7 +313,10 @@ class Fleet:
         faults = meter.config.faults
         reply: Message | None
         try:
-            message = decode_message(frame)
+            if frame.control == _READ and len(frame.data) == 4:  # the hot path: a plain read
+                message = _READS.get(frame.data) or _read_request(frame)
+            else:
+                message = decode_message(frame)
         except ProtocolError as exc:
             logger.info("meter %s: bad %s: %s", meter.address, frame.describe_control(), exc)
             reply = ErrorReply(frame.function, ErrorWord.OTHER)
@@ -373,6 +382,19 @@ class Fleet:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+_READ: Final = 0x11
+_READS: dict[bytes, Message] = {}
+"""Plain 11H read requests by their data (the DI): a fleet is asked a few DIs many times."""
+
+
+def _read_request(frame: Frame) -> Message:
+    message = decode_message(frame)
+    if len(_READS) >= 4096:
+        _READS.clear()
+    _READS[frame.data] = message  # messages are frozen values: one may serve every meter
+    return message
 
 
 def _breaker_fault(config: MeterConfig) -> BreakerFault:

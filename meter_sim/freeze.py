@@ -43,8 +43,9 @@ _NOT_KEPT: Final = BLOCK_SEPARATOR * 9
 """Items 03..0A and 10 of the daily-freeze block: not kept by a single-phase meter."""
 DAILY_BLOCK_SIZE: Final = 5 + 1 + 20 + 1 + 20 + 1 + len(_NOT_KEPT)
 _EPOCH: Final = datetime(2000, 1, 1)
-_TIMES: dict[int, bytes] = {}
-"""Freeze minute → its YYMMDDhhmm bytes (a fleet's freezes share a few minutes)."""
+_TIMES: dict[int, str] = {}
+"""Freeze minute → its YYMMDDhhmm digits (a fleet's freezes share a few minutes)."""
+_BLOCK_REVERSED: Final = "AA" * (len(_NOT_KEPT) + 1) + "%08d" * 5 + "AA" + "%08d" * 5 + "AA%s"
 
 
 class Freeze(NamedTuple):
@@ -84,6 +85,13 @@ class FreezeStore:
         row = self._data[start : start + _WIDTH]
         return Freeze(row[0], tuple(row[1:6]), tuple(row[6:11]))
 
+    def block(self, n: int) -> bytes | None:
+        """The daily-freeze data block of the ``n``-th most recent freeze, or ``None``."""
+        if not 1 <= n <= len(self):
+            return None
+        start = len(self._data) - n * _WIDTH
+        return _block(self._data[start : start + _WIDTH])
+
     def clear(self) -> None:
         self._data = array("q")
 
@@ -97,35 +105,40 @@ class FreezeStore:
         self._data = data
 
 
-def _time_bytes(minute: int) -> bytes:
-    """``mm hh DD MM YY`` (BCD, low byte first) of meter ``minute`` since 2000-01-01."""
-    raw = _TIMES.get(minute)
-    if raw is None:
+def _time_digits(minute: int) -> str:
+    """``YYMMDDhhmm`` of meter ``minute`` since 2000-01-01."""
+    text = _TIMES.get(minute)
+    if text is None:
         t = _EPOCH + timedelta(minutes=minute)
-        raw = bytes.fromhex(f"{t.year % 100:02d}{t.month:02d}{t.day:02d}{t.hour:02d}{t.minute:02d}")
-        raw = raw[::-1]
+        text = f"{t.year % 100:02d}{t.month:02d}{t.day:02d}{t.hour:02d}{t.minute:02d}"
         if len(_TIMES) > 4096:
             _TIMES.clear()
-        _TIMES[minute] = raw
-    return raw
+        _TIMES[minute] = text
+    return text
 
 
-def _energy_block(values: Sequence[int]) -> bytes:
-    """Five registers (0.01 kWh) as XXXXXX.XX BCD, each low byte first (rolls over)."""
-    a, b, c, d, e = (v % 100_000_000 for v in values)
-    return bytes.fromhex(f"{e:08d}{d:08d}{c:08d}{b:08d}{a:08d}")[::-1]
+def _block(row: Sequence[int]) -> bytes:
+    """The block of one stored row (minute, forward ×5, reverse ×5)."""
+    m = 100_000_000  # registers roll over past 999999.99 kWh
+    # Written back to front, then reversed: every item comes out low byte first.
+    return bytes.fromhex(
+        _BLOCK_REVERSED
+        % (
+            row[10] % m,
+            row[9] % m,
+            row[8] % m,
+            row[7] % m,
+            row[6] % m,
+            row[5] % m,
+            row[4] % m,
+            row[3] % m,
+            row[2] % m,
+            row[1] % m,
+            _time_digits(row[0]),
+        )
+    )[::-1]
 
 
 def daily_block(freeze: Freeze) -> bytes:
     """The daily-freeze data block (``0506FFnn``) of ``freeze`` (see the module doc)."""
-    return b"".join(
-        (
-            _time_bytes(freeze.minute),
-            BLOCK_SEPARATOR,
-            _energy_block(freeze.forward),
-            BLOCK_SEPARATOR,
-            _energy_block(freeze.reverse),
-            BLOCK_SEPARATOR,
-            _NOT_KEPT,
-        )
-    )
+    return _block((freeze.minute, *freeze.forward, *freeze.reverse))

@@ -97,7 +97,7 @@ from . import control, readout
 from .auth import DEFAULT_VALIDITY_MIN, INVALIDATE_DI, IdentityAuth
 from .config import BreakerKind, MeterConfig, MeterKind
 from .errors import ControlRefused, MeterStateError, Refused
-from .freeze import INSTANT_FREEZES_KEPT, FreezeStore, daily_block
+from .freeze import INSTANT_FREEZES_KEPT, FreezeStore
 from .meter_clock import DAY, MeterClock, SyncRefused, from_seconds
 from .parameters import PARAMETERS, Access, ParameterSpec, ParameterTable
 from .passwords import Passwords
@@ -469,10 +469,10 @@ class Meter:
             raise Refused(ErrorWord.NO_DATA, f"{di:08X}: the daily-freeze block is not supported")
         if n <= self._config.faults.missing_freeze_days:
             raise Refused(ErrorWord.NO_DATA, f"{di:08X}: daily freeze {n} was not taken")
-        freeze = self.daily_freezes.get(n)
-        if freeze is None:
+        block = self.daily_freezes.block(n)
+        if block is None:
             raise Refused(ErrorWord.NO_DATA, f"{di:08X}: no such freeze")
-        return daily_block(freeze)
+        return block
 
     def _read(self, request: ReadRequest) -> Message:
         if request.since is not None:

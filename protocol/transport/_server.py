@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self, TypeAlias
+from typing import Any, Final, Self, TypeAlias
 
 from ..address import Address
 from ..errors import ProtocolError, TransportError
@@ -113,6 +113,12 @@ class FrameServer(ABC):
         self._sessions: set[FrameSession] = set()
         self._stopped = asyncio.Event()
         self._stopped.set()
+        self.eager = bool(getattr(getattr(handler, "__self__", None), "answers_eagerly", False))
+        """Run the handler at once as each frame arrives, rather than in a task of its own
+        (a task is made only if the handler has to wait). On when the handler is a
+        method of an object whose ``answers_eagerly`` is true (a fleet of in-process
+        meters); the handler must not need a current task until it first waits
+        (``asyncio.timeout`` does)."""
 
     @property
     @abstractmethod
@@ -316,7 +322,20 @@ class FrameSession:
         logger.debug("%s: connection closed", self.label)
 
     def _on_frame(self, frame: Frame) -> None:
-        self._tasks.add(asyncio.get_running_loop().create_task(self._answer(frame)))
+        answer = self._answer(frame)
+        loop = asyncio.get_running_loop()
+        if not self.server.eager:
+            self._tasks.add(loop.create_task(answer))
+            return
+        # Most answers need no waiting: run the handler now, no task, no loop turn.
+        try:
+            awaited = answer.send(None)
+        except StopIteration:
+            return
+        except BaseException:
+            logger.exception("%s: answering %s failed", self.label, frame.describe_control())
+            return
+        self._tasks.add(loop.create_task(_Resumed(answer, awaited)))
 
     async def _answer(self, frame: Frame) -> None:
         try:
@@ -340,3 +359,39 @@ class FrameSession:
             logger.info("%s: could not write %d replies: %s", self.label, len(out), exc)
             return
         self.server._counters.replies_sent += len(out)
+
+
+_STARTED: Final = object()
+
+
+class _Resumed(Coroutine[Any, Any, None]):
+    """A coroutine already run up to its first wait, handed to a task to finish.
+
+    The task's first step gets back what the coroutine yielded there (the future
+    it waits for); every later step goes to the coroutine itself.
+    """
+
+    __slots__ = ("_awaited", "_coro")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], awaited: Any) -> None:
+        self._coro = coro
+        self._awaited = awaited
+
+    def send(self, value: Any) -> Any:
+        awaited = self._awaited
+        if awaited is not _STARTED:
+            self._awaited = _STARTED
+            return awaited
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self._awaited = _STARTED
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        raise TypeError("a resumed frame answer is driven by its task only")
