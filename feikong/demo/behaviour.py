@@ -185,26 +185,26 @@ class Customers:
         self.payments += 1
         self.paid_fen += decision.amount_fen
 
-    def to_reclose(self, reachable: set[str]) -> list[tuple[str, bool]]:
+    def to_reclose(self, reachable: set[str]) -> list[tuple[str, bool, str]]:
         """Meters (among ``reachable``: breakers with a lever, on Modbus) of tripped
         customers who would close the breaker by hand, and whether they paid (a paid
-        customer always closes; an unpaid one if their habit says so)."""
+        customer always closes; an unpaid one if their habit says so), with the episode."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.text(
-                    "SELECT account_id, meter_address, state FROM prepaid_disconnection"
+                    "SELECT account_id, meter_address, state, number FROM prepaid_disconnection"
                     " WHERE first_trip_at IS NOT NULL"
                     " AND (ended_at IS NULL OR state = 'ended')"
                 )
             ).all()
-        out: list[tuple[str, bool]] = []
-        for account, meter, state in rows:
+        out: list[tuple[str, bool, str]] = []
+        for account, meter, state, number in rows:
             if str(meter) not in reachable:
                 continue
             paid = state == "ended"
             habit = self.habits.get(int(account))
             if paid or (habit is not None and habit.recloses and state == "disconnected"):
-                out.append((str(meter), paid))
+                out.append((str(meter), paid, str(number)))
         return out
 
     def summary(self) -> dict[str, Any]:
