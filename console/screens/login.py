@@ -53,6 +53,16 @@ class LoginScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#login-name", Input).focus()
+        try:
+            nobody = self.users.count() == 0
+        except Exception:  # the database will say what is wrong at the first login
+            nobody = False
+        if nobody:
+            self._message(
+                "there are no operators yet: create the first admin with "
+                "feikong users add LOGIN --name NAME --role admin",
+                error=True,
+            )
 
     def _message(self, text: str, *, error: bool) -> None:
         message = self.query_one("#login-message", Static)

@@ -153,6 +153,9 @@ async def chromium_page(url: str) -> AsyncIterator[Page]:
             async with session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
                 page = Page(ws)
                 await page.call("Page.enable")
+                # the page links a web font; offline (CI) it must not hold the page up
+                await page.call("Network.enable")
+                await page.call("Network.setBlockedURLs", urls=["*fonts.googleapis.com*"])
                 await page.call("Page.addScriptToEvaluateOnNewDocument", source=CAPTURE)
                 await page.call("Page.navigate", url=url)
                 yield page

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, Tabs
 
@@ -166,3 +168,32 @@ async def test_the_command_palette_lists_the_visible_screens(world: World) -> No
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert isinstance(app.screen, _AuditOnly)
+
+
+async def test_an_empty_database_says_how_to_create_the_first_admin(tmp_path: Path) -> None:
+    from prepaid.db import migrate, open_database
+    from prepaid.users import Users
+    from protocol.clock import SteppedClock
+
+    engine = open_database(f"sqlite:///{tmp_path / 'empty.db'}")
+    migrate(engine)
+    clock = SteppedClock()
+    app = ConsoleApp(engine, clock=clock, users=Users(engine, clock=clock))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        message = str(app.screen.query_one("#login-message", Static).render())
+        assert "no operators yet" in message and "feikong users add" in message
+    engine.dispose()
+
+
+async def test_help_lists_the_screens_keys_and_what_the_role_may_do(world: World) -> None:
+    app = _app(world, user=world.operator("fault.handler"), screen_paths=PATHS)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = app.screen.text
+        assert "| F2 | Dashboard |" in text and "Trips (test)" not in text
+        assert "You may: permit-close, read-meter, record-work-order, view" in text
+        assert "| Ctrl+P |" in text
