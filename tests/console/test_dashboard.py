@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from textual.widgets import DataTable, Static
 
@@ -102,3 +103,31 @@ async def test_an_operator_of_one_supply_unit_sees_only_that_unit(world: World) 
                 " ON u.id = a.supply_unit_id WHERE u.code = '33002'"
             )[0][0]
         )
+
+
+async def test_a_disconnection_request_shows_as_pending_in_the_trend_and_history(
+    tmp_path: Path,
+) -> None:
+    from console.queries.customers import history
+    from console.widgets.chart import TrendChart
+
+    from .workflow_console_rig import CUSTOMERS, console_rig
+
+    r = console_rig(tmp_path)
+    episode = r.request(CUSTOMERS[0])
+    app = ConsoleApp(r.engine, clock=r.rig.clock, users=r.users, user=r.staff["operator"])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _dashboard(app, pilot)
+        rows = _table(screen)
+        assert rows["3301"][5] == "1"  # pending approval
+        chart = screen.query_one(TrendChart)
+        assert chart.days[-1] == r.rig.clock.now().date()
+        assert chart.series["requests"][-1] == 1 and sum(chart.series["requests"]) == 1
+        assert sum(chart.series["trips"]) == 0
+    with r.engine.connect() as conn:
+        account_id = conn.exec_driver_sql(
+            "SELECT id FROM prepaid_account WHERE customer_no = ?", (CUSTOMERS[0],)
+        ).scalar_one()
+    steps = history(r.engine, int(account_id))
+    assert [(h.what, h.who) for h in steps][:1] == [("disconnection request", "zhang")]
+    assert episode.number in steps[0].detail
