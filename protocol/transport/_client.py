@@ -12,9 +12,13 @@ and closes its link, writes bytes, and hands received bytes to
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
 import logging
 import math
 from abc import ABC, abstractmethod
+from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
@@ -29,6 +33,8 @@ __all__ = ["Transport", "TransportStats", "is_reply_to"]
 logger = logging.getLogger(__name__)
 
 _DI_CHECKED: Final = frozenset({FunctionCode.READ, FunctionCode.READ_FOLLOW_UP})
+_TIMER_SLACK: Final = 0.001
+"""A timer may fire up to a clock tick early (uvloop keeps milliseconds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,48 @@ class _Waiter:
         self.request = request
         self.future = future
         self.timer: asyncio.TimerHandle | None = None
+
+
+class _Slots:
+    """A counting semaphore whose uncontended take needs no coroutine (the hot path)."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_take(self) -> bool:
+        """Take a slot if one is free and nobody waits in line."""
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.try_take():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.give()  # handed over just as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(future)
+            raise
+
+    def give(self) -> None:
+        """Give a slot back: straight to the first in line, or to the free count."""
+        waiters = self.waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        self.free += 1
 
 
 def _mismatch(request: Frame, frame: Frame) -> str | None:
@@ -186,7 +234,7 @@ class Transport(ABC):
         self.inter_frame_gap = inter_frame_gap
         self.preamble = preamble
         self.max_in_flight = max_in_flight
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._slots = _Slots(max_in_flight)
         self._gathering = asyncio.Lock()  # one exclusive request gathers all slots at a time
         self._open_lock = asyncio.Lock()
         self._receiver = FrameReceiver(
@@ -197,6 +245,11 @@ class Transport(ABC):
         self._sole: _Waiter | None = None
         """The request that has the link to itself (any request when max_in_flight is 1)."""
         self._counters = _Counters()
+        self._deadlines: list[tuple[float, int, _Waiter]] = []
+        """Response deadlines of the requests sent (a heap; answered ones stay until due)."""
+        self._deadline_seq = itertools.count()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
         self._last_tx_end = -math.inf
         self._link_down = asyncio.Event()
         self._link_down.set()
@@ -269,6 +322,11 @@ class Transport(ABC):
     async def close(self) -> None:
         """Close the link; requests still waiting fail with :class:`TransportError`."""
         self._fail_waiters(TransportError(f"{self.url}: transport closed while awaiting a reply"))
+        self._deadlines.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+            self._sweep_at = math.inf
         await self._disconnect()
         self._receiver.reset()
         self._link_down.set()
@@ -324,14 +382,15 @@ class Transport(ABC):
         loop = asyncio.get_running_loop()
         if exclusive:
             await self._acquire_all()
-        else:
+        elif address in self._waiters or not self._slots.try_take():
             await self._acquire_one(address)
         waiter = _Waiter(frame, loop.create_future())
         self._waiters[address] = waiter
         if exclusive:
             self._sole = waiter
         try:
-            await self._ensure_open()
+            if not self.is_open:
+                await self._ensure_open()
             if exclusive:
                 await self._keep_gap()
             self._log_bytes("TX", data)
@@ -340,7 +399,7 @@ class Transport(ABC):
             self._counters.bytes_sent += len(data)
             self._last_tx_end = tx_end = loop.time() + self._tx_duration(len(data))
             if not waiter.future.done():
-                waiter.timer = loop.call_at(tx_end + wait, self._expire, waiter, tx_end + wait)
+                self._deadline(loop, tx_end + wait, waiter)
             reply = await waiter.future
         finally:
             self._forget(waiter)
@@ -367,7 +426,7 @@ class Transport(ABC):
         data = encode_frame(frame, self.preamble)
         half_duplex = self.max_in_flight == 1
         if half_duplex:
-            await self._slots.acquire()
+            await self._slots.take()
         try:
             await self._ensure_open()
             if half_duplex:
@@ -379,7 +438,7 @@ class Transport(ABC):
             self._last_tx_end = asyncio.get_running_loop().time() + self._tx_duration(len(data))
         finally:
             if half_duplex:
-                self._slots.release()
+                self._slots.give()
 
     # -- for concrete transports ------------------------------------------------------
 
@@ -440,30 +499,33 @@ class Transport(ABC):
             if busy is not None:
                 await asyncio.wait((busy.future,))
                 continue
-            await self._slots.acquire()
+            await self._slots.take()
             if address not in self._waiters:
                 return
-            self._slots.release()  # another request to this meter got in first
+            self._slots.give()  # another request to this meter got in first
 
     async def _acquire_all(self) -> None:
         """Every slot: the request has the link to itself."""
         if self.max_in_flight == 1:
-            await self._slots.acquire()
+            await self._slots.take()
             return
         held = 0
         try:
             async with self._gathering:
                 while held < self.max_in_flight:
-                    await self._slots.acquire()
+                    await self._slots.take()
                     held += 1
         except BaseException:
             for _ in range(held):
-                self._slots.release()
+                self._slots.give()
             raise
 
     def _release(self, exclusive: bool) -> None:
-        for _ in range(self.max_in_flight if exclusive else 1):
-            self._slots.release()
+        if not exclusive:
+            self._slots.give()
+            return
+        for _ in range(self.max_in_flight):
+            self._slots.give()
 
     async def _ensure_open(self) -> None:
         if self.is_open:
@@ -485,6 +547,35 @@ class Transport(ABC):
         delay = quiet_since + self.inter_frame_gap - asyncio.get_running_loop().time()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def _deadline(self, loop: asyncio.AbstractEventLoop, deadline: float, waiter: _Waiter) -> None:
+        """Time ``waiter`` out at ``deadline``: one timer per transport, not one per request.
+
+        The deadlines go on a heap and a single timer is armed for the earliest;
+        answered requests are dropped from it when their deadline comes.
+        """
+        heapq.heappush(self._deadlines, (deadline, next(self._deadline_seq), waiter))
+        if deadline < self._sweep_at:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweep_at = deadline
+            self._sweeper = loop.call_at(deadline, self._sweep)
+
+    def _sweep(self) -> None:
+        """The earliest deadline came: expire what is due, re-arm for the next."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        due = loop.time() + _TIMER_SLACK
+        heap = self._deadlines
+        while heap and heap[0][0] <= due:
+            deadline, _, waiter = heapq.heappop(heap)
+            if not waiter.future.done():
+                self._expire(waiter, deadline)
+        if heap:
+            self._sweep_at = heap[0][0]
+            self._sweeper = loop.call_at(self._sweep_at, self._sweep)
+        else:
+            self._sweep_at = math.inf
 
     def _expire(self, waiter: _Waiter, deadline: float) -> None:
         """The response timer ran out: time the request out, unless a frame is arriving."""
