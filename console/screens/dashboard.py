@@ -7,8 +7,9 @@ accounts), so the console stays responsive; ``r`` refreshes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from rich.text import Text
 from textual import work
@@ -26,6 +27,9 @@ from ..widgets.chart import TrendChart
 from .base import ConsoleScreen
 
 __all__ = ["DashboardScreen"]
+
+STALE_AFTER_S: Final = 60.0
+"""Shown again after this many (real) seconds, the dashboard counts again."""
 
 COLUMNS = (
     "supply unit",
@@ -89,6 +93,7 @@ class DashboardScreen(ConsoleScreen):
     def __init__(self, ctx: ConsoleContext) -> None:
         super().__init__(ctx)
         self.data: DashboardData | None = None
+        self._loaded_at = 0.0
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dash-body"):
@@ -104,6 +109,11 @@ class DashboardScreen(ConsoleScreen):
     def on_mount(self) -> None:
         self.query_one("#dash-alarms", Static).border_title = "alarms (告警)"
         self.action_refresh_data()
+
+    def on_screen_resume(self) -> None:
+        # shown again after a while: count again (the app keeps screens once built)
+        if self.data is not None and time.monotonic() - self._loaded_at > STALE_AFTER_S:
+            self.action_refresh_data()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Refresh the dashboard", "count again (r)", self.action_refresh_data)
@@ -131,6 +141,7 @@ class DashboardScreen(ConsoleScreen):
 
     def _show(self, data: DashboardData) -> None:
         self.data = data
+        self._loaded_at = time.monotonic()
         self.query_one("#dash-loading").display = False
         self.query_one("#dash-day", Label).update(
             f"fee-control overview (费控概况) on {data.day.isoformat()}"

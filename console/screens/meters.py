@@ -82,6 +82,11 @@ class MetersScreen(ConsoleScreen):
         self.query_one(PagedTable).load(self._fetcher(""))
         self.query_one("#meter-query", Input).focus()
 
+    def on_screen_resume(self) -> None:
+        # shown again: the meter's state may have changed meanwhile
+        if self.selected is not None:
+            self.refresh_status()
+
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Find a meter", "type its address (/)", self.action_focus_search)
         if self.selected is not None:
