@@ -145,6 +145,12 @@ async def test_the_detail_shows_readings_charges_balance_and_history(world: Worl
     charges = world.rows(
         "SELECT day, amount_fen, balance_fen FROM prepaid_charge WHERE account_id = 12 ORDER BY day"
     )
+    # a command sent to the customer's meter earlier (it shows under Commands)
+    from console.queries.meters import Command, MeterCommands
+
+    (job,) = MeterCommands(world.engine, world.clock).send(
+        world.operator("operator"), Command.PERMIT_CLOSE, "330000000012", reason="paid"
+    )
     app = _app(world)
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
@@ -173,6 +179,8 @@ async def test_the_detail_shows_readings_charges_balance_and_history(world: Worl
         assert len(chart.days) == len(charges)
         facts = str(detail.query_one("#detail-facts", Static).render())
         assert "real-time balance" in facts
+        commands = detail.query_one("#detail-jobs", DataTable)
+        assert [str(c) for c in commands.get_row_at(0)[:3]] == [job.id, "permit-close", "queued"]
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, CustomersScreen)
