@@ -69,12 +69,13 @@ def run_frontend(
     settings: HeadEndSettings,
     pipeline: int | None = None,
     reading_events: bool = False,
-    poll_s: float = 1.0,
+    poll_s: float | None = None,
 ) -> None:
     """Run a front-end of shard ``shard_text`` until Ctrl-C / SIGTERM (see the module doc).
 
     ``poll_s`` (clock seconds) is how often the database is polled for the shard's
-    jobs and a standby tries the shard's lock (the lock is checked every 2 × ``poll_s``).
+    jobs and a standby tries the shard's lock (the lock is checked every 2 × ``poll_s``);
+    by default about once a real second, however fast the clock runs.
     """
     from headend.sharding import Frontend, FrontendSettings, Shard, ShardLeaseLostError
 
@@ -83,6 +84,8 @@ def run_frontend(
     except HeadendError as exc:
         fail(escape(str(exc)), 2)
     url = mqtt_url(mqtt)
+    if poll_s is None:
+        poll_s = float(getattr(clock, "speed", 1.0))
     front_settings = FrontendSettings(
         timeout_s=settings.timeout_s,
         pipeline=pipeline,
@@ -207,7 +210,6 @@ def frontend_process_command(
         settings=HeadEndSettings(timeout_s=timeout, recollect_rounds=0),
         pipeline=pipeline,
         reading_events=reading_events,
-        poll_s=speed,  # about once a real second, however fast the clock runs
     )
 
 
@@ -325,5 +327,11 @@ def dispatch_command(
                 f"{r['cpu_s']:.2f}",
             )
         console.print(table)
+        reasons: dict[str, int] = {}
+        for r in reports:
+            for reason, count in (r.get("reasons") or {}).items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        for reason, count in sorted(reasons.items()):
+            console.print(f"  {reason}  {count}", highlight=False)
     elif day is not None and not wait:
         console.print(f"collection of {day} asked of {shards} shard(s)", highlight=False)

@@ -57,6 +57,7 @@ import json
 import logging
 import os
 import resource
+import threading
 import time
 import uuid
 import zlib
@@ -282,6 +283,7 @@ class ShardLease:
         self.shard = shard
         self.locking = engine.dialect.name == "postgresql"
         self._connection: Connection | None = None
+        self._lock = threading.Lock()  # check() and release() may run in two threads
         self.held = False
 
     def _statement(self, function: str, c: Connection) -> bool:
@@ -292,6 +294,10 @@ class ShardLease:
 
     def try_acquire(self) -> bool:
         """Take the shard's lock if nobody holds it; True if held now."""
+        with self._lock:
+            return self._try_acquire()
+
+    def _try_acquire(self) -> bool:
         if self.held:
             return True
         if not self.locking:
@@ -314,6 +320,10 @@ class ShardLease:
 
     def check(self) -> None:
         """Raise :class:`ShardLeaseLostError` if the lock's connection is gone."""
+        with self._lock:
+            self._check()
+
+    def _check(self) -> None:
         if not self.held or not self.locking:
             return
         assert self._connection is not None
@@ -331,6 +341,10 @@ class ShardLease:
 
     def release(self) -> None:
         """Give the lock back (a standby takes over) and close its connection."""
+        with self._lock:
+            self._release()
+
+    def _release(self) -> None:
         if self.held and self.locking and self._connection is not None:
             with contextlib.suppress(Exception):
                 self._statement("pg_advisory_unlock", self._connection)
@@ -720,6 +734,7 @@ class Frontend:
             "missing": report.missing if report else 0,
             "reads": report.requests if report else 0,
             "readings_written": report.readings_written if report else 0,
+            "reasons": dict(report.reasons) if report else {},
             "elapsed_s": round(time.perf_counter() - wall0, 4),
             "cpu_s": round(_cpu_s() - cpu0, 4),
             "resumed": resume,
