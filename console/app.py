@@ -149,6 +149,8 @@ class ConsoleApp(App[None]):
         user = self.ctx.user
         self.ctx = None
         self.sub_title = ""
+        while len(self.screen_stack) > 2:  # dialogs and details over the current screen
+            await self.pop_screen()
         await self.switch_screen(LoginScreen(self.users))
         for key in list(self._installed):
             self.uninstall_screen(key)
@@ -170,7 +172,13 @@ class ConsoleApp(App[None]):
             self.notify(f"no screen {key!r} for {self.ctx.user.login}", severity="warning")
             return
         if key not in self._installed:
-            self.install_screen(cls(self.ctx), name=key)
+            try:
+                screen = cls(self.ctx)
+            except Exception as exc:  # a broken screen must not end the session
+                log.exception("console screen %s cannot be built", key)
+                self.notify(f"the {cls.TITLE} screen cannot be opened: {exc}", severity="error")
+                return
+            self.install_screen(screen, name=key)
             self._installed.add(key)
         if self.screen.name == key:
             return

@@ -197,3 +197,44 @@ async def test_help_lists_the_screens_keys_and_what_the_role_may_do(world: World
         assert "| F2 | Dashboard |" in text and "Trips (test)" not in text
         assert "You may: permit-close, read-meter, record-work-order, view" in text
         assert "| Ctrl+P |" in text
+
+
+class _Broken(ConsoleScreen):
+    KEY = "broken"
+    TITLE = "Broken (test)"
+
+    def __init__(self, ctx: object) -> None:
+        raise RuntimeError("the broken screen's data is missing")
+
+
+async def test_logout_from_a_detail_view_and_a_broken_screen_keep_the_console_running(
+    world: World,
+) -> None:
+    paths = (*PATHS[:1], "console.screens.customers:CustomersScreen", f"{__name__}:_Broken")
+    app = _app(world, user=world.operator("operator"), screen_paths=paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        app.go("broken")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)  # still there, the error notified
+        assert any("cannot be opened" in str(n.message) for n in app._notifications)
+        app.go("customers")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        app.screen.query_one("#customer-query", Input).value = "3300000005"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        app.screen.query_one("#customer-table DataTable").focus()
+        await pilot.press("enter")  # the customer's detail, over the Customers screen
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert len(app.screen_stack) == 3
+        await pilot.press("ctrl+l")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, LoginScreen) and len(app.screen_stack) == 2
+        await _log_in(pilot, "auditor", PASSWORD)  # the next operator starts afresh
+        assert isinstance(app.screen, DashboardScreen)
+        assert app.user is not None and app.user.login == "auditor"
