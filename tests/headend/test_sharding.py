@@ -34,6 +34,7 @@ from headend.sharding import (
     shard_of,
 )
 from protocol.clock import AcceleratedClock
+from protocol.frame import Frame
 from tests.conftest import Mosquitto
 
 from .fleet_rig import Rig
@@ -181,3 +182,46 @@ async def test_a_message_for_another_shard_or_not_json_is_refused_and_counted(
 
 def _read(address: str, job_id: str) -> JobSpec:
     return JobSpec(JobKind.READ, address, id=job_id, params={"what": "energy"})
+
+
+async def test_a_collection_cut_off_by_a_stop_is_resumed_by_the_next_active_front_end(
+    pg: Engine, private_mosquitto: Mosquitto
+) -> None:
+    rig = Rig()
+    try:
+        gateway = await rig.gateway("gw-a", 1, 40, latency=0.02)
+        rig.load_archive(pg)
+        await rig.clock.advance(17 * 3600)  # past 00:00 of 2 March: the freeze
+        clock = AcceleratedClock(start=rig.clock.now(), speed=1.0)
+        settings = FrontendSettings(poll_s=0.5)
+        first, second = (
+            Frontend(pg, Shard(0, 1), private_mosquitto.url, clock=clock, settings=settings)
+            for _ in range(2)
+        )
+        on_the_wire = asyncio.Event()
+
+        def seen(frame: Frame) -> Frame:
+            on_the_wire.set()
+            return frame
+
+        gateway.tamper[gateway.addresses[0]] = seen
+        async with (
+            ShardDispatcher(private_mosquitto.url, 1, clock=clock) as dispatcher,
+            _running(first),
+        ):
+            await dispatcher.collect(DAY)
+            await asyncio.wait_for(on_the_wire.wait(), 20)
+        # the first front-end stopped during the collection: it never reported
+        assert first.collections == [] and first.state == "stopped"
+        done: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
+        second.on_collected = done.set_result
+        async with _running(second):
+            report = await asyncio.wait_for(done, 20)
+        assert (report["resumed"], report["collected"], report["missing"]) == (True, 40, 0)
+        with pg.connect() as c:
+            stored = c.execute(
+                text("SELECT count(*) FROM headend_reading WHERE freeze_date = :d"), {"d": DAY}
+            ).scalar()
+        assert stored == 40
+    finally:
+        await rig.aclose()
