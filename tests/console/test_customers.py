@@ -151,6 +151,12 @@ async def test_the_detail_shows_readings_charges_balance_and_history(world: Worl
     (job,) = MeterCommands(world.engine, world.clock).send(
         world.operator("operator"), Command.PERMIT_CLOSE, "330000000012", reason="paid"
     )
+    # and a message the customer was sent
+    from prepaid.messages import Outbox, Recipient
+
+    sent = Outbox(world.engine, clock=world.clock).enqueue(
+        Recipient(str(c_no), "客户", "13800138000"), "custom", {"text": "春节快乐"}, episode="t"
+    )
     app = _app(world)
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
@@ -179,6 +185,9 @@ async def test_the_detail_shows_readings_charges_balance_and_history(world: Worl
         assert len(chart.days) == len(charges)
         facts = str(detail.query_one("#detail-facts", Static).render())
         assert "real-time balance" in facts
+        texts = detail.query_one("#detail-messages", DataTable)
+        assert texts.row_count == 1 and "春节快乐" in str(texts.get_row_at(0)[5])
+        assert str(texts.get_row_at(0)[0]) == str(sent.message.id)
         commands = detail.query_one("#detail-jobs", DataTable)
         assert [str(c) for c in commands.get_row_at(0)[:3]] == [job.id, "permit-close", "queued"]
         await pilot.press("escape")
