@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time as time_module
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -249,6 +250,7 @@ class PlatformDay:
         self.sink = FileSink(options.out_dir / "sms.jsonl", clock=clock)
         self.notices_dir = options.out_dir / "notices"
         self.min_step = max(MIN_STEP, timedelta(seconds=options.min_step_s))
+        self.last_step_s = 0.0
         self.day_stats: dict[str, Any] = {}
 
     def _protected_from(self, now: datetime) -> datetime:
@@ -362,9 +364,18 @@ class PlatformDay:
         self.day_stats["onsite"] = done
 
     def step(self) -> None:
+        started = time_module.perf_counter()
         self._guard("head-end outcomes", self.feed.poll)
         self._guard("fee-control step", self.fc.step)
         self._dispatch()
+        self.last_step_s = time_module.perf_counter() - started
+
+    def _pause(self) -> timedelta:
+        """Simulated time to wait before the next step: at least ``min_step``, and twice
+        what the last step took in real time, so that a busy platform on a loaded
+        machine falls a little behind the clock instead of stepping without a break."""
+        speed = float(getattr(self.clock, "speed", 1.0))
+        return max(self.min_step, timedelta(seconds=2 * self.last_step_s * speed))
 
     # -- the schedule ----------------------------------------------------------------
 
@@ -402,7 +413,7 @@ class PlatformDay:
             nxt = now + every
             due = self.fc.next_due()
             if due is not None:
-                nxt = min(nxt, max(due, now + self.min_step))
+                nxt = min(nxt, max(due, now + self._pause()))
             await self.clock.sleep((min(nxt, when) - now).total_seconds())
             if self.clock.now() < when:
                 self.step()
@@ -416,7 +427,7 @@ class PlatformDay:
             rates = self._guard("collection status", lambda: success_rates(self.engine, day))
             if rates and rates[0].pending == 0:
                 return
-            await self.clock.sleep(self.min_step.total_seconds())
+            await self.clock.sleep(self._pause().total_seconds())
             self.step()
 
     async def run(self) -> None:
