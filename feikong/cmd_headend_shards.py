@@ -254,6 +254,8 @@ def dispatch_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Route jobs and collections to the shards' front-ends over MQTT."""
+    import aiomqtt
+
     from headend.jobs import JobStore
     from headend.sharding import ShardDispatcher
 
@@ -302,8 +304,8 @@ def dispatch_command(
         fail(f"not every shard reported within {wait_timeout:g} s; are all front-ends running?")
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
-    except Exception as exc:  # the broker unreachable (aiomqtt.MqttError) and the like
-        fail(escape(f"{type(exc).__name__}: {exc}"))
+    except aiomqtt.MqttError as exc:
+        fail(escape(f"cannot use the MQTT broker at {url} ({exc}); is the broker running?"))
     if as_json:
         print_json(out)
         return

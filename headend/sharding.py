@@ -799,7 +799,8 @@ class ShardDispatcher:
         self._stack: contextlib.AsyncExitStack | None = None
         self._reader: asyncio.Task[None] | None = None
         self._heard = asyncio.Condition()
-        self._relay = False
+        self.relaying = asyncio.Event()
+        """Set once :meth:`relay` is subscribed to the ``job-queued`` events."""
 
     async def __aenter__(self) -> Self:
         stack = contextlib.AsyncExitStack()
@@ -902,6 +903,7 @@ class ShardDispatcher:
         until cancelled (dispatchers share the subscription: run several if you like)."""
         topic = f"$share/dispatchers/{self.mqtt.prefix}/{EventKind.JOB_QUEUED.value}"
         await self._client.subscribe(topic, qos=1)
+        self.relaying.set()
         await asyncio.Event().wait()
 
 

@@ -21,8 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from headend.db import migrate, open_database
-from headend.events import CommandSucceeded, Event
-from headend.jobs import JobSpec, JobStore
+from headend.events import CommandSucceeded, Event, EventBus, MqttEventPublisher
+from headend.jobs import JobRunner, JobSpec, JobStore
 from headend.models import JobKind
 from headend.sharding import (
     Frontend,
@@ -33,6 +33,7 @@ from headend.sharding import (
     ShardTopics,
     shard_of,
 )
+from protocol.client import MasterClient
 from protocol.clock import AcceleratedClock
 from protocol.frame import Frame
 from tests.conftest import Mosquitto
@@ -225,3 +226,48 @@ async def test_a_collection_cut_off_by_a_stop_is_resumed_by_the_next_active_fron
         assert stored == 40
     finally:
         await rig.aclose()
+
+
+async def test_the_relay_sends_a_job_queued_elsewhere_to_its_shard(
+    pg: Engine, private_mosquitto: Mosquitto
+) -> None:
+    rig = Rig()
+    try:
+        await rig.gateway("gw-a", 1, 8)
+        rig.load_archive(pg)
+        clock = AcceleratedClock(start=rig.clock.now(), speed=1.0)
+        # the front-ends poll the database once a minute: the job must come by MQTT
+        settings = FrontendSettings(poll_s=60)
+        fronts = [
+            Frontend(pg, Shard(i, 2), private_mosquitto.url, clock=clock, settings=settings)
+            for i in range(2)
+        ]
+        # another process (the prepaid platform) queues a job and publishes job-queued
+        platform_bus = EventBus()
+        platform = JobRunner(pg, _NoSessions(), {}, bus=platform_bus, clock=clock)
+        address = rig.gateways[0].addresses[3]
+        owner = fronts[shard_of(address, 2)]
+        async with (
+            _running(fronts[0]),
+            _running(fronts[1]),
+            ShardDispatcher(private_mosquitto.url, 2) as dispatcher,
+            MqttEventPublisher(platform_bus, private_mosquitto.url) as publisher,
+            owner.bus.subscribe(CommandSucceeded) as outcomes,
+        ):
+            relay = asyncio.create_task(dispatcher.relay())
+            await asyncio.wait_for(dispatcher.relaying.wait(), 10)
+            await publisher.wait_connected()
+            platform.submit(_read(address, "from-the-platform"))
+            done = await asyncio.wait_for(outcomes.get(), 20)
+            relay.cancel()
+        assert isinstance(done, CommandSucceeded)
+        assert (done.job_id, done.address, dispatcher.relayed) == ("from-the-platform", address, 1)
+    finally:
+        await rig.aclose()
+
+
+class _NoSessions:
+    """The platform's runner only queues jobs (it never runs one)."""
+
+    def session(self, address: str) -> contextlib.AbstractAsyncContextManager[MasterClient]:
+        raise AssertionError(f"the platform must not talk to meter {address}")
