@@ -39,7 +39,14 @@ def console_command(
         url = engine.url.render_as_string(hide_password=False)
         engine.dispose()
         console.print(f"operator console on http://{host}:{port} (Ctrl+C stops)", highlight=False)
-        serve(url, host=host, port=port, public_url=public_url)
+        try:
+            serve(url, host=host, port=port, public_url=public_url)
+        except OSError as exc:
+            fail(
+                f"cannot serve the console on {host}:{port}: {exc.strerror or exc}; "
+                "choose another --port (or stop what listens there)",
+                2,
+            )
         return
     from console.app import ConsoleApp
 

@@ -26,6 +26,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _command(port: int, db: str) -> list[str]:
+    return [sys.executable, "-m", "feikong", "console", "--web", "--port", str(port), "--db", db]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -103,3 +107,20 @@ async def test_the_web_console_logs_in_and_shows_the_dashboard(
         assert seen in text, seen
     # the operator may not see the audit log: its tab is not there
     assert "Audit" not in text
+
+
+def test_a_port_in_use_is_a_clear_error(world: World) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            _command(port, world.url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"cannot serve the console on 127.0.0.1:{port}" in done.stderr
+    assert "choose another --port" in done.stderr
+    assert "Traceback" not in done.stderr
