@@ -488,6 +488,13 @@ async def run_reads_bench(
 
         t2 = time.monotonic()
         day, meter_now = await _first_freeze(fleets[0].port, f"{fleets[0].first:012d}", 2 * day_s)
+        if len(fleets) > 1:
+            # Each fleet's clock starts with its process: one that started later takes its
+            # freeze later. Collect the day every fleet has frozen.
+            for fleet in fleets[1:]:
+                other, _ = await _first_freeze(fleet.port, f"{fleet.first:012d}", 2 * day_s)
+                day = min(day, other)
+            _, meter_now = await _first_freeze(fleets[0].port, f"{fleets[0].first:012d}", day_s)
         freeze_wait_s = time.monotonic() - t2
         clock = AcceleratedClock(start=meter_now, speed=speed)  # the head-end follows the fleet
 

@@ -282,6 +282,10 @@ class Transport(ABC):
         """Write the encoded ``frame`` (a transport with a channel per meter overrides this)."""
         await self._write(data)
 
+    def _write_now(self, frame: Frame, data: bytes) -> bool:
+        """Write without waiting if the link can take it now (else :meth:`_send` does)."""
+        return False
+
     def _tx_duration(self, nbytes: int) -> float:
         """Seconds the line needs to carry ``nbytes`` (0 for packet links)."""
         return 0.0
@@ -394,7 +398,8 @@ class Transport(ABC):
             if exclusive:
                 await self._keep_gap()
             self._log_bytes("TX", data)
-            await self._send(frame, data)
+            if not self._write_now(frame, data):
+                await self._send(frame, data)
             self._counters.requests += 1
             self._counters.bytes_sent += len(data)
             self._last_tx_end = tx_end = loop.time() + self._tx_duration(len(data))

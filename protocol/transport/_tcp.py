@@ -13,6 +13,7 @@ import logging
 from typing import cast
 
 from ..errors import TransportError
+from ..frame import Frame
 from ._client import Transport
 from ._server import FrameHandler, FrameServer, FrameSession, ReplyDelay
 
@@ -196,6 +197,13 @@ class TcpTransport(Transport):
             protocol.flush()
             protocol.transport.close()
             await asyncio.shield(protocol.closed)
+
+    def _write_now(self, frame: Frame, data: bytes) -> bool:
+        protocol = self._protocol
+        if protocol is None or protocol.resumed is not None:
+            return False
+        protocol.write(data)  # leaves with the others written in this turn of the loop
+        return True
 
     async def _write(self, data: bytes) -> None:
         protocol = self._protocol
