@@ -30,6 +30,7 @@ import asyncio
 import math
 import os
 import resource
+import shutil
 import signal
 import sys
 import tempfile
@@ -217,7 +218,7 @@ async def run_frontends_bench(
     with Mosquitto.start_new() as broker, PostgresCluster.start_new() as pg:
         say(
             f"PostgreSQL on 127.0.0.1:{pg.port}, mosquitto on 127.0.0.1:{broker.port}, "
-            f"front-end logs in {logs}"
+            f"front-end logs in {logs} (removed after a good run)"
         )
         postmaster = _postmaster(pg.data)
         engine = open_database(pg.url)
@@ -267,6 +268,7 @@ async def run_frontends_bench(
             for fleet in fleets:
                 await _stop(fleet.proc)
             engine.dispose()
+    shutil.rmtree(logs, ignore_errors=True)  # kept only when something went wrong
     return rounds
 
 
