@@ -637,11 +637,13 @@ class Frontend:
                 with contextlib.suppress(asyncio.CancelledError, ShardLeaseLostError):
                     await task
             await self.runner.stop()
-            await self._say("down")
             with contextlib.suppress(TimeoutError):
                 await self.publisher.drain(timeout=2.0)
             await self.publisher.stop()
             await self.pool.aclose()
+            # give the shard away, then tell the standbys: one of them takes it at once
+            await asyncio.to_thread(self.lease.release)
+            await self._say("down")
 
     async def _watch_lease(self) -> None:
         while True:

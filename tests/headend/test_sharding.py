@@ -271,3 +271,31 @@ class _NoSessions:
 
     def session(self, address: str) -> contextlib.AbstractAsyncContextManager[MasterClient]:
         raise AssertionError(f"the platform must not talk to meter {address}")
+
+
+async def test_a_standby_takes_over_at_once_when_the_active_one_stops_cleanly(
+    pg: Engine, private_mosquitto: Mosquitto
+) -> None:
+    rig = Rig()
+    try:
+        await rig.gateway("gw-a", 1, 4)
+        rig.load_archive(pg)
+        clock = AcceleratedClock(start=rig.clock.now(), speed=1.0)
+        # a standby that would try the lock only once a minute by itself
+        settings = FrontendSettings(standby_poll_s=60)
+        active, standby = (
+            Frontend(pg, Shard(0, 1), private_mosquitto.url, clock=clock, settings=settings)
+            for _ in range(2)
+        )
+        async with _running(active), ShardDispatcher(private_mosquitto.url, 1) as dispatcher:
+            waiting = asyncio.create_task(standby.run())
+            await asyncio.wait_for(dispatcher.wait_for("standby", replica=standby.replica), 10)
+        assert standby.state == "standby"  # the lock is taken
+        # the active one has stopped (Ctrl-C): its "down" wakes the standby
+        await asyncio.wait_for(standby.subscribed.wait(), 10)
+        assert standby.state == "active"
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+    finally:
+        await rig.aclose()
