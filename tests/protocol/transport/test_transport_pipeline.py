@@ -271,3 +271,50 @@ def test_pipelining_options_are_validated() -> None:
         TcpTransport("127.0.0.1", 1, max_in_flight=True)
     with pytest.raises(TransportError, match="inter_frame_gap is for a half-duplex line"):
         TcpTransport("127.0.0.1", 1, max_in_flight=4, inter_frame_gap=0.05)
+
+
+class EagerMeters:
+    """A handler object that says it may run at once, as a fleet of in-process meters does.
+
+    Meter 01 answers only once ``release`` is set (its handler must wait, so the
+    server finishes it in a task); the others answer without waiting.
+    """
+
+    answers_eagerly = True
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    async def handle(self, frame: Frame) -> Frame:
+        if frame.address == METERS[0]:
+            self.waiting += 1
+            await self.release.wait()
+        return reply(frame.address, value_of(frame.address))
+
+
+async def test_an_eager_server_answers_at_once_and_a_waiting_meter_later() -> None:
+    meters = EagerMeters()
+    server = TcpFrameServer(meters.handle, "127.0.0.1", 0)
+    assert server.eager  # the handler's object asked for it
+    async with server, TcpTransport("127.0.0.1", server.port, max_in_flight=8) as link:
+        slow = asyncio.create_task(link.request(read(METERS[0])))
+        answers = await asyncio.gather(*(link.request(read(a)) for a in METERS[1:]))
+        assert [r.data[4:] for r in answers] == [
+            bytes.fromhex(f"{value_of(a):08d}")[::-1] for a in METERS[1:]
+        ]
+        assert not slow.done() and meters.waiting == 1
+        meters.release.set()
+        late = await asyncio.wait_for(slow, 5)
+        assert (
+            late.address == METERS[0]
+            and late.data[4:] == bytes.fromhex(f"{value_of(METERS[0]):08d}")[::-1]
+        )
+        # a meter still waiting when the server stops: its answer is cancelled cleanly
+        meters.release.clear()
+        pending = asyncio.create_task(link.request(read(METERS[0]), timeout=5))
+        while meters.waiting < 2:
+            await asyncio.sleep(0.01)
+    with pytest.raises(TransportError):
+        await pending
+    assert server.stats.handler_errors == 0
