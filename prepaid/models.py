@@ -238,6 +238,10 @@ class Account(SQLModel, table=True):
             "free_allowance",
             "active",
         ),
+        # the console's name / phone prefix search (migration o0001; on PostgreSQL the
+        # column is indexed in the "C" collation the prefix ranges use)
+        Index("ix_prepaid_account_name", "name", "id"),
+        Index("ix_prepaid_account_phone", "phone", "id"),
         Index("ix_prepaid_account_area", "transformer_area_id"),
         Index("ix_prepaid_account_segment", "reading_segment_id"),
     )
