@@ -9,7 +9,7 @@ from textual.pilot import Pilot
 
 from console.screens.audit import AuditScreen
 
-from .workflow_console_rig import ScreenApp, click, console_rig
+from .workflow_console_rig import ScreenApp, click, console_rig, settle
 
 
 def test_audit_log_verified(snap_compare: Any, tmp_path: Path) -> None:
@@ -18,7 +18,7 @@ def test_audit_log_verified(snap_compare: Any, tmp_path: Path) -> None:
     async def verify(pilot: Pilot[None]) -> None:
         await click(pilot, "#verify")
         await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+        await settle(pilot)
 
     app = ScreenApp(AuditScreen(r.ctx("auditor")))
     assert snap_compare(app, terminal_size=(150, 30), run_before=verify)

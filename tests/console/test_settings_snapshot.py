@@ -11,7 +11,7 @@ from textual.widgets import Input, Select
 from console.screens.guarantee import GuaranteeScreen
 from console.screens.settings import SettingsScreen
 
-from .workflow_console_rig import ScreenApp, click, console_rig
+from .workflow_console_rig import ScreenApp, click, console_rig, settle
 
 
 def test_settings_in_force_at_an_area(snap_compare: Any, tmp_path: Path) -> None:
@@ -23,6 +23,7 @@ def test_settings_in_force_at_an_area(snap_compare: Any, tmp_path: Path) -> None
         pilot.app.screen.query_one("#level", Select).value = "area"
         pilot.app.screen.query_one("#key", Input).value = "A1"
         await click(pilot, "#show")
+        await settle(pilot)
 
     app = ScreenApp(SettingsScreen(r.ctx("operator")))
     assert snap_compare(app, terminal_size=(150, 40), run_before=show_area)

@@ -115,6 +115,17 @@ async def click(pilot: Pilot[None], selector: str) -> None:
     await pilot.pause()
 
 
+async def settle(pilot: Pilot[None]) -> None:
+    """Leave the screen in a look that does not depend on timing, for a snapshot: no
+    widget focused (an input's cursor blinks), the mouse off every widget and no button
+    in its 0.2 s "active" look."""
+    for button in pilot.app.screen.query(Button):
+        button.remove_class("-active")
+    pilot.app.screen.set_focus(None)
+    await pilot.hover(None, offset=(0, 0))
+    await pilot.pause()
+
+
 def status(app: App[None]) -> str:
     """The screen's status line."""
     from console.widgets.workflow_common import StatusLine
