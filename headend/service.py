@@ -96,6 +96,8 @@ class Quantity(enum.StrEnum):
     """Phase A current, A."""
     POWER = "power"
     """Total active power, kW."""
+    REMAINING = "remaining"
+    """The remaining amount (剩余金额) of a local fee-control meter, yuan."""
 
 
 _DI: Final[Mapping[Quantity, int]] = {
@@ -104,6 +106,7 @@ _DI: Final[Mapping[Quantity, int]] = {
     Quantity.VOLTAGE: 0x02010100,
     Quantity.CURRENT: 0x02020100,
     Quantity.POWER: 0x02030000,
+    Quantity.REMAINING: 0x00900200,
 }
 _UNIT: Final[Mapping[Quantity, str | None]] = {
     Quantity.ENERGY: "kWh",
@@ -111,6 +114,7 @@ _UNIT: Final[Mapping[Quantity, str | None]] = {
     Quantity.VOLTAGE: "V",
     Quantity.CURRENT: "A",
     Quantity.POWER: "kW",
+    Quantity.REMAINING: "yuan",
 }
 
 

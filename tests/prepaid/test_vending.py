@@ -24,8 +24,7 @@ import json
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from feikong.cli import app
-from headend.control import KeyRing, control_handlers
-from headend.events import ReadingCollected
-from headend.jobs import Handler, JobContext, JobOutcome, JobSpec
-from headend.models import JobKind
-from headend.readings import NewReading, store_readings
-from headend.service import HeadendService, read_handler
+from headend.service import HeadendService
 from meter_sim.config import BreakerKind, MeterConfig, MeterKind
 from prepaid.accounts import open_accounts
 from prepaid.audit import AuditLog
@@ -51,8 +45,6 @@ from prepaid.db import migrate, open_database
 from prepaid.models import FeeControlMode
 from prepaid.users import Operator, PermissionDeniedError
 from prepaid.vending import (
-    REMAINING,
-    REMAINING_DI,
     MatchState,
     NotLocalError,
     SaleConflictError,
@@ -84,62 +76,12 @@ def _config(n: int, **extra: Any) -> MeterConfig:
     )
 
 
-# -- the head-end's remaining-amount read ----------------------------------------------
-# headend.service.Quantity has no "remaining" yet: until it has, the rig's head-end gets
-# the read (DI 00900200, stored like its other reads) and the port submits the job itself.
-
-
-def _read_with_remaining(engine: Any) -> Handler:
-    base = read_handler(engine)
-
-    async def handle(ctx: JobContext) -> JobOutcome:
-        if ctx.job.params.get("what") != REMAINING:
-            return await base(ctx)
-        address = ctx.meter.address
-        number = Decimal((await ctx.client.read(address, REMAINING_DI)).value)
-        now = ctx.clock.now()
-        store_readings(
-            engine, [NewReading(address, REMAINING_DI, now.date(), number, None, now)], replace=True
-        )
-        event = ReadingCollected(
-            address=address,
-            at=now,
-            di=f"{REMAINING_DI:08X}",
-            value=str(number),
-            quantity=REMAINING,
-            unit="yuan",
-            job_id=ctx.job.id,
-        )
-        return JobOutcome({"what": REMAINING, "value": str(number)}, (event,))
-
-    return handle
-
-
-@dataclasses.dataclass
-class _Port:
-    service: HeadendService
-
-    def read(self, address: str, what: str, *, job_id: str | None = None) -> str:
-        if what != REMAINING:
-            return self.service.read(address, what, job_id=job_id)
-        runner = self.service.runner
-        spec = JobSpec(
-            kind=JobKind.READ,
-            address=address,
-            id=job_id,
-            deadline=runner.clock.now() + timedelta(minutes=10),
-            params={"what": REMAINING, "di": f"{REMAINING_DI:08X}"},
-        )
-        job, _ = runner.submit(spec)
-        return job.id
-
-
 @dataclasses.dataclass
 class Office:
     he: HeadEnd
     vending: Vending
     staff: dict[str, Operator]
-    port: _Port
+    port: HeadendService
 
     @property
     def engine(self) -> Any:
@@ -159,37 +101,30 @@ async def office(tmp_path: Path, db_url: str | None = None) -> AsyncIterator[Off
     url = db_url or f"sqlite:///{tmp_path / 'feikong.db'}"
     if db_url is None:
         shutil.copyfile(_template_file(), tmp_path / "feikong.db")
-    store_engine = open_database(url)
-    handlers = {**control_handlers(KeyRing(KEY)), JobKind.READ: _read_with_remaining(store_engine)}
     configs = [_config(1), _config(2), _config(3, remaining_fen=999, purchase_count=0)]
     configs.append(dataclasses.replace(_config(4), kind=MeterKind.REMOTE, extra={}))
-    try:
-        async with headend(tmp_path, configs=configs, handlers=handlers, db_url=url) as he:
-            await he.clock.advance((START - he.clock.now()).total_seconds())
-            engine = he.engine
-            if db_url is not None:
-                migrate(engine, headend=False)
-            with engine.begin() as c:
-                unit = with_tariffs_and_unit(c)
-                open_accounts(
-                    c,
-                    [
-                        account(
-                            n,
-                            unit,
-                            fee_control_mode=(
-                                FeeControlMode.LOCAL if n < 4 else FeeControlMode.REMOTE
-                            ),
-                        )
-                        for n in (1, 2, 3, 4)
-                    ],
-                )
-            staff = add_staff(make_users(engine, he.clock))
-            payments = PaymentService(engine, LedgerCis(engine, clock=he.clock), clock=he.clock)
-            vending = Vending(engine, payments, MACHINE, clock=he.clock)
-            yield Office(he, vending, staff, _Port(HeadendService(he.runner)))
-    finally:
-        store_engine.dispose()
+    async with headend(tmp_path, configs=configs, db_url=url) as he:
+        await he.clock.advance((START - he.clock.now()).total_seconds())
+        engine = he.engine
+        if db_url is not None:
+            migrate(engine, headend=False)
+        with engine.begin() as c:
+            unit = with_tariffs_and_unit(c)
+            open_accounts(
+                c,
+                [
+                    account(
+                        n,
+                        unit,
+                        fee_control_mode=(FeeControlMode.LOCAL if n < 4 else FeeControlMode.REMOTE),
+                    )
+                    for n in (1, 2, 3, 4)
+                ],
+            )
+        staff = add_staff(make_users(engine, he.clock))
+        payments = PaymentService(engine, LedgerCis(engine, clock=he.clock), clock=he.clock)
+        vending = Vending(engine, payments, MACHINE, clock=he.clock)
+        yield Office(he, vending, staff, HeadendService(he.runner))
 
 
 async def test_sell_insert_the_card_and_reconcile_through_the_head_end(tmp_path: Path) -> None:
