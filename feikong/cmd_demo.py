@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .output import console, err_console, fail
+from .output import console, fail
 
 if TYPE_CHECKING:
     from .demo.runner import DayLine, DemoResult
@@ -161,13 +161,6 @@ def demo(
     )
     for path in result.report_files:
         console.print(f"  report: {path}", highlight=False, markup=False)
-    if result.report_missing:
-        err_console.print(f"[yellow]note:[/] no report: {escape(result.report_missing)}")
-    if result.violations is None:
-        if check:
-            missing = escape(result.invariants_missing or "")
-            err_console.print(f"[yellow]note:[/] invariants not checked: {missing}")
-        return
     if result.violations:
         console.print(f"{len(result.violations)} invariant violation(s):", highlight=False)
         for v in result.violations:

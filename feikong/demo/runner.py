@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import math
@@ -38,7 +37,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .clock import SharedClock
+from .invariants import Violation, check_invariants
 from .processes import Part, PartFailed, free_port_block
+from .report import build_report
 from .scenario import Scenario
 
 __all__ = ["DayLine", "DemoError", "DemoOptions", "DemoResult", "DemoRunner"]
@@ -108,9 +109,7 @@ class DemoResult:
     summary: dict[str, Any]
     report_text: str | None = None
     report_files: list[Path] = field(default_factory=list)
-    report_missing: str | None = None
-    violations: list[Any] | None = None
-    invariants_missing: str | None = None
+    violations: list[Violation] = field(default_factory=list)
 
 
 class DemoRunner:
@@ -546,20 +545,12 @@ class DemoRunner:
 
     def _report(self, engine: Engine, result: DemoResult) -> None:
         s = self.scenario
-        try:
-            report_module = importlib.import_module("feikong.demo.report")
-        except ImportError as exc:
-            result.report_missing = f"the report module is not installed yet ({exc})"
-        else:
-            report = report_module.build_report(engine, start=s.run.start, days=s.run.days)
-            result.report_text = report.to_text()
-            result.report_files = list(report.write(self.out_dir))
-        try:
-            invariants = importlib.import_module("feikong.demo.invariants")
-        except ImportError as exc:
-            result.invariants_missing = f"the invariant checks are not installed yet ({exc})"
-        else:
-            result.violations = list(invariants.check_invariants(engine))
+        result.violations = list(check_invariants(engine))
+        report = build_report(
+            engine, start=s.run.start, days=s.run.days, violations=result.violations
+        )
+        result.report_text = report.to_text()
+        result.report_files = list(report.write(self.out_dir))
 
 
 async def _set_faults(first_port: int, indices: list[int], fault: str) -> None:
