@@ -222,6 +222,12 @@ def reconcile_command(
     ),
     all_rows: bool = typer.Option(False, "--all", help="List the matching meters too."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write every row to this CSV."),
+    read: bool = typer.Option(
+        False,
+        "--read",
+        help="Queue a remaining-amount read of each card meter first (a running "
+        "`feikong headend run` carries them out; reconcile again once they are done).",
+    ),
     db: str | None = db_option(),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -231,6 +237,22 @@ def reconcile_command(
 
     tol = _tolerance(tolerance)
     engine = open_db(db)
+    if read:
+        from headend.errors import HeadendError
+        from headend.service import QueuedHeadendService
+
+        try:
+            jobs = _reader(engine).request_remaining(
+                QueuedHeadendService(engine), customers or None
+            )
+        except (HeadendError, VendingError) as exc:
+            fail(f"cannot queue the remaining-amount reads: {exc}", 2)
+        console.print(
+            f"queued {len(jobs)} remaining-amount read(s) for `feikong headend run`; "
+            "the table below is the last reads until they are done",
+            highlight=False,
+            markup=False,
+        )
     try:
         report = _reader(engine).reconcile(customers or None, tolerance_fen=tol)
     except VendingError as exc:

@@ -25,7 +25,6 @@ from .output import console, fail, print_json
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from headend.jobs import JobRecord
     from prepaid.users import Operator
     from prepaid.workflows import Disconnection, FeeControl
     from prepaid.workorders import WorkOrder
@@ -45,59 +44,6 @@ workorders_app = typer.Typer(
 _USER: Any = typer.Option(None, "--user", help="Your login (the step is audited).")
 _JSON: Any = typer.Option(False, "--json", help="Machine-readable output.")
 _T = TypeVar("_T")
-
-
-class QueuedControl:
-    """The head-end port for a CLI process: jobs go to the head-end's job table, where a
-    running ``feikong headend run`` carries them out; outcomes are read back by id."""
-
-    def __init__(self, engine: Engine, *, deadline: timedelta = timedelta(minutes=30)) -> None:
-        from headend.jobs import JobStore
-        from protocol.clock import RealClock
-
-        self.store = JobStore(engine)
-        self.clock = RealClock()
-        self.deadline = deadline
-
-    def _submit(self, kind: str, address: str, job_id: str | None, **params: Any) -> str:
-        from headend.jobs import JobSpec
-        from headend.models import JobKind
-
-        now = self.clock.now()
-        spec = JobSpec(
-            kind=JobKind(kind),
-            address=address,
-            id=job_id,
-            priority=0 if kind == "read" else 10,
-            deadline=now + self.deadline,
-            params={k: v for k, v in params.items() if v is not None},
-        )
-        job, _ = self.store.submit(spec, now)
-        return job.id
-
-    def trip(self, address: str, reason: str, *, job_id: str | None = None) -> str:
-        return self._submit("trip", address, job_id, reason=reason)
-
-    def permit_close(
-        self, address: str, *, reason: str | None = None, job_id: str | None = None
-    ) -> str:
-        return self._submit("permit-close", address, job_id, reason=reason)
-
-    def close(self, address: str, *, reason: str | None = None, job_id: str | None = None) -> str:
-        return self._submit("close", address, job_id, reason=reason)
-
-    def guarantee(
-        self, address: str, on: bool, *, reason: str | None = None, job_id: str | None = None
-    ) -> str:
-        kind = "guarantee-on" if on else "guarantee-off"
-        return self._submit(kind, address, job_id, reason=reason)
-
-    def read(self, address: str, what: Any = "energy", *, job_id: str | None = None) -> str:
-        di = {"relay": "04000503", "energy": "00010000"}.get(str(what), "")
-        return self._submit("read", address, job_id, what=str(what), di=di or None)
-
-    def job(self, job_id: str) -> JobRecord:
-        return self.store.require(job_id)
 
 
 _LIMIT_ENV = {1: "FEIKONG_APPROVAL_L1_LIMIT", 2: "FEIKONG_APPROVAL_L2_LIMIT"}
@@ -130,6 +76,7 @@ def _limits() -> dict[str, timedelta]:
 
 
 def _fee_control(engine: Engine, **limits: timedelta) -> FeeControl:
+    from headend.service import QueuedHeadendService
     from prepaid.workflows import FeeControl, WorkflowConfig
     from protocol.clock import RealClock
 
@@ -142,7 +89,7 @@ def _fee_control(engine: Engine, **limits: timedelta) -> FeeControl:
         approval_l1_limit=merged.get("approval_l1_limit", default.approval_l1_limit),
         approval_l2_limit=merged.get("approval_l2_limit", default.approval_l2_limit),
     )
-    return FeeControl(engine, QueuedControl(engine), clock=RealClock(), config=config)
+    return FeeControl(engine, QueuedHeadendService(engine), clock=RealClock(), config=config)
 
 
 def _operator(fc: FeeControl, user: str | None) -> Operator:

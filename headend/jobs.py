@@ -951,6 +951,12 @@ class JobRunner:
 
     # -- dispatching --------------------------------------------------------------------
 
+    def refresh(self) -> None:
+        """Pick up the jobs other processes queued in the database now, without waiting
+        for the next poll."""
+        self._refresh()
+        self._poke()
+
     def _refresh(self) -> None:
         """Load queued jobs from the database (ours and other processes')."""
         for job in self.store.queued(self.only):

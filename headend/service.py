@@ -37,7 +37,7 @@ import dataclasses
 import enum
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -73,6 +73,7 @@ __all__ = [
     "HeadEndSettings",
     "HeadendService",
     "Quantity",
+    "QueuedHeadendService",
     "read_handler",
 ]
 
@@ -187,32 +188,18 @@ class _Defaults:
     read_attempts: int = 3
 
 
-class HeadendService:
-    """The narrow interface the prepaid platform uses (see the module doc).
+class _ServiceCalls:
+    """The calls of the service interface; a subclass says where a job goes
+    (:meth:`_store_job`) and what time it is (:attr:`clock`)."""
 
-    Every call returns the job id at once; the job runs on ``runner``. Give
-    ``job_id`` to make a call idempotent; ``deadline`` (clock time) overrides the
-    default (30 min for commands, 10 min for reads).
-    """
+    clock: Clock
+    defaults: _Defaults
 
-    def __init__(
-        self,
-        runner: JobRunner,
-        *,
-        control_deadline_s: float = 1800.0,
-        read_deadline_s: float = 600.0,
-        control_attempts: int = 3,
-        read_attempts: int = 3,
-    ) -> None:
-        self.runner = runner
-        self.defaults = _Defaults(
-            control_deadline_s, read_deadline_s, control_attempts, read_attempts
-        )
+    def _store_job(self, spec: JobSpec) -> JobRecord:
+        raise NotImplementedError
 
-    @property
-    def bus(self) -> EventBus:
-        """Where the outcomes arrive."""
-        return self.runner.bus
+    def _trip_deadline(self, now: datetime, deadline: datetime) -> datetime:
+        return deadline
 
     def _submit(
         self,
@@ -225,8 +212,11 @@ class HeadendService:
     ) -> str:
         is_read = kind is JobKind.READ
         if deadline is None:
+            now = self.clock.now()
             seconds = self.defaults.read_deadline_s if is_read else self.defaults.control_deadline_s
-            deadline = self.runner.clock.now() + timedelta(seconds=seconds)
+            deadline = now + timedelta(seconds=seconds)
+            if kind is JobKind.TRIP:
+                deadline = self._trip_deadline(now, deadline)
         attempts = self.defaults.read_attempts if is_read else self.defaults.control_attempts
         spec = JobSpec(
             kind=kind,
@@ -237,8 +227,7 @@ class HeadendService:
             max_attempts=attempts,
             params=params,
         )
-        job, _ = self.runner.submit(spec)
-        return job.id
+        return self._store_job(spec).id
 
     def read(
         self,
@@ -311,6 +300,39 @@ class HeadendService:
         params = {"reason": reason} if reason else {}
         return self._submit(kind, address, params, job_id, deadline, priority)
 
+
+class HeadendService(_ServiceCalls):
+    """The narrow interface the prepaid platform uses (see the module doc).
+
+    Every call returns the job id at once; the job runs on ``runner``. Give
+    ``job_id`` to make a call idempotent; ``deadline`` (clock time) overrides the
+    default (30 min for commands, 10 min for reads).
+    """
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        *,
+        control_deadline_s: float = 1800.0,
+        read_deadline_s: float = 600.0,
+        control_attempts: int = 3,
+        read_attempts: int = 3,
+    ) -> None:
+        self.runner = runner
+        self.clock = runner.clock
+        self.defaults = _Defaults(
+            control_deadline_s, read_deadline_s, control_attempts, read_attempts
+        )
+
+    @property
+    def bus(self) -> EventBus:
+        """Where the outcomes arrive."""
+        return self.runner.bus
+
+    def _store_job(self, spec: JobSpec) -> JobRecord:
+        job, _ = self.runner.submit(spec)
+        return job
+
     def job(self, job_id: str) -> JobRecord:
         """The job as stored (state, attempts, result); JobNotFoundError if unknown."""
         return self.runner.store.require(job_id)
@@ -318,6 +340,49 @@ class HeadendService:
     async def wait(self, job_id: str, *, timeout: float | None = None) -> JobRecord:
         """Wait (real seconds) until the job has ended; returns it as stored."""
         return await wait_for_job(self.runner.store, self.bus, job_id, timeout=timeout)
+
+
+class QueuedHeadendService(_ServiceCalls):
+    """The same interface for a process without a head-end (排队到主站): each call
+    writes the job to the head-end's job table, where a running ``feikong headend run``
+    (or a shard of it) carries it out; outcomes are read back by id (:meth:`job`) or
+    arrive as events from that process (over MQTT, or from the job table).
+
+    ``trip_window_end(now)``: when the trips allowed now must be done by (e.g. the
+    start of the next protected hours) — a trip the head-end could only carry out
+    later expires instead of running at a forbidden time.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Clock | None = None,
+        control_deadline_s: float = 1800.0,
+        read_deadline_s: float = 600.0,
+        control_attempts: int = 3,
+        read_attempts: int = 3,
+        trip_window_end: Callable[[datetime], datetime] | None = None,
+    ) -> None:
+        self.store = JobStore(engine)
+        self.clock = clock or RealClock()
+        self.defaults = _Defaults(
+            control_deadline_s, read_deadline_s, control_attempts, read_attempts
+        )
+        self.trip_window_end = trip_window_end
+
+    def _trip_deadline(self, now: datetime, deadline: datetime) -> datetime:
+        if self.trip_window_end is None:
+            return deadline
+        return min(deadline, self.trip_window_end(now))
+
+    def _store_job(self, spec: JobSpec) -> JobRecord:
+        job, _ = self.store.submit(spec, self.clock.now())
+        return job
+
+    def job(self, job_id: str) -> JobRecord:
+        """The job as stored (state, attempts, result); JobNotFoundError if unknown."""
+        return self.store.require(job_id)
 
 
 async def wait_for_job(

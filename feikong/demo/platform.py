@@ -39,78 +39,12 @@ from sqlalchemy.engine import Engine
 
 from protocol.clock import Clock
 
-__all__ = ["JobOutcomeFeed", "JobTableControl", "PlatformDay", "PlatformOptions"]
+__all__ = ["JobOutcomeFeed", "PlatformDay", "PlatformOptions"]
 
 log = logging.getLogger(__name__)
 
 MIN_STEP = timedelta(minutes=5)
 """Simulated time between two steps at least, even when something is overdue."""
-
-
-class JobTableControl:
-    """The head-end port of a platform in its own process: commands become jobs in the
-    head-end's job table (a running head-end carries them out); deadlines are on the
-    shared clock."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        clock: Clock,
-        *,
-        deadline: timedelta,
-        trip_window_end: Callable[[datetime], datetime] | None = None,
-    ) -> None:
-        from headend.jobs import JobStore
-
-        self.store = JobStore(engine)
-        self.clock = clock
-        self.deadline = deadline
-        self.trip_window_end = trip_window_end
-        """When the trips allowed now must be done by (the next protected hours): a trip
-        the head-end could only carry out later expires instead, and is tried again."""
-
-    def _submit(self, kind: str, address: str, job_id: str | None, **params: Any) -> str:
-        from headend.jobs import JobSpec
-        from headend.models import JobKind
-
-        now = self.clock.now()
-        deadline = now + self.deadline
-        if kind == "trip" and self.trip_window_end is not None:
-            deadline = min(deadline, self.trip_window_end(now))
-        spec = JobSpec(
-            kind=JobKind(kind),
-            address=address,
-            id=job_id,
-            priority=0 if kind == "read" else 10,
-            deadline=deadline,
-            params={k: v for k, v in params.items() if v is not None},
-        )
-        job, _ = self.store.submit(spec, now)
-        return job.id
-
-    def trip(self, address: str, reason: str, *, job_id: str | None = None) -> str:
-        return self._submit("trip", address, job_id, reason=reason)
-
-    def permit_close(
-        self, address: str, *, reason: str | None = None, job_id: str | None = None
-    ) -> str:
-        return self._submit("permit-close", address, job_id, reason=reason)
-
-    def close(self, address: str, *, reason: str | None = None, job_id: str | None = None) -> str:
-        return self._submit("close", address, job_id, reason=reason)
-
-    def guarantee(
-        self, address: str, on: bool, *, reason: str | None = None, job_id: str | None = None
-    ) -> str:
-        kind = "guarantee-on" if on else "guarantee-off"
-        return self._submit(kind, address, job_id, reason=reason)
-
-    def read(self, address: str, what: Any = "energy", *, job_id: str | None = None) -> str:
-        di = {"relay": "04000503", "energy": "00010000"}.get(str(what), "")
-        return self._submit("read", address, job_id, what=str(what), di=di or None)
-
-    def job(self, job_id: str) -> Any:
-        return self.store.require(job_id)
 
 
 class JobOutcomeFeed:
@@ -233,11 +167,18 @@ class PlatformDay:
         self.clock = clock
         self.options = options
         from headend.events import EventBus
+        from headend.service import QueuedHeadendService
 
         config = WorkflowConfig(dunning_period=timedelta(days=options.dunning_period_days))
-        control = JobTableControl(engine, clock, deadline=timedelta(hours=6))
+        six_hours = timedelta(hours=6).total_seconds()
+        control = QueuedHeadendService(
+            engine,
+            clock=clock,
+            control_deadline_s=six_hours,
+            read_deadline_s=six_hours,
+            trip_window_end=self._protected_from,
+        )
         self.fc = FeeControl(engine, control, clock=clock, config=config)
-        control.trip_window_end = self._protected_from
         self.bus = EventBus()
         self.fc.subscribe(self.bus)
         self.feed = JobOutcomeFeed(engine, self.bus)

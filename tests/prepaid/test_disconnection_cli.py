@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from breaker_sim import BreakerState
 from feikong.cli import app
-from feikong.cmd_workflows import QueuedControl
 from headend.jobs import JobSpec
 from headend.models import JobKind
+from headend.service import QueuedHeadendService
 from prepaid.balance import adopt_opening_balances
 from prepaid.cis import LedgerCis
 from prepaid.db import open_database
@@ -172,7 +172,7 @@ async def test_a_cli_process_queues_jobs_and_reads_their_outcomes(tmp_path: Path
         p.fc.close()  # only the CLI-style orchestrator below works on this database
         fc = FeeControl(
             p.engine,
-            QueuedControl(p.engine),
+            QueuedHeadendService(p.engine),
             clock=clock,
             config=WorkflowConfig(require_dunning=False, stuck_after=timedelta(0)),
         )

@@ -238,7 +238,12 @@ async def test_cli_sell_history_reconcile(tmp_path: Path) -> None:
         assert "--amount" in refused or "2 decimals" in refused
         history = _cli(env, "vend", "history", "3300000001")
         assert "CLI-1" in history and "12.34" in history and "open" in history
-        await o.read_meters()
+        # the reads are queued in the job table; the running head-end carries them out
+        queued = _cli(env, "vend", "reconcile", "--read", "--tolerance", "0")
+        assert "queued 3 remaining-amount read(s)" in queued and "not-read=3" in queued
+        runner = o.he.runner
+        runner.refresh()
+        await o.he.run_until(lambda: runner.queued == 0 and runner.running == 0)
         table = _cli(env, "vend", "reconcile", "--tolerance", "0")
         # only what needs a look, unless --all
         assert "3300000003" in table and "mismatch" in table and "3300000001" not in table
