@@ -1,0 +1,176 @@
+"""Faults around ``feikong headend run``: the broker restarts, the database is locked,
+30% of the meters are offline. Real processes, a real mosquitto, a real SQLite file.
+
+The event contract these tests hold the head-end to (``headend/events.py``): every
+event the running head-end publishes reaches the broker **at least once** (QoS 1;
+events published while the broker is away wait in the publisher's queue and go out
+after it reconnects with backoff). A subscriber whose MQTT session outlives the
+outage (a persistent session, on a broker that keeps it) therefore gets every one.
+The job table stays the record: a consumer that was away longer (or a head-end
+killed with events still queued in memory) reconciles from it by job id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from typer.testing import CliRunner
+
+from feikong.cli import app
+from headend.events import event_from_json
+from headend.models import JobState
+
+from .headend_rig import (
+    address,
+    all_final,
+    archive,
+    attempts,
+    jobs,
+    start_fleet,
+    start_headend,
+    stop,
+    wait_until,
+)
+
+cli = CliRunner()
+
+
+def _queue(url: str, meter: str, command: str, job_id: str, *extra: str) -> None:
+    args = ["headend", "command", meter, command, "--db", url, "--id", job_id, *extra]
+    if command == "trip":
+        args += ["--reason", "arrears"]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+
+class DurableSubscriber:
+    """An event consumer with a persistent MQTT session (clean_session False, QoS 1):
+    the broker keeps its subscription and queues its messages while it is away."""
+
+    def __init__(self, port: int, prefix: str) -> None:
+        self.port = port
+        self.prefix = prefix
+        self.events: list[Any] = []
+        self.connects = 0
+        self._task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    "127.0.0.1",
+                    self.port,
+                    identifier="feikong-test-durable-consumer",
+                    clean_session=False,
+                    timeout=5,
+                ) as client:
+                    await client.subscribe(f"{self.prefix}/#", qos=1)
+                    self.connects += 1
+                    self.subscribed.set()
+                    async for message in client.messages:
+                        assert isinstance(message.payload, bytes)
+                        self.events.append(event_from_json(message.payload))
+            except aiomqtt.MqttError:
+                self.subscribed.clear()
+                await asyncio.sleep(0.1)  # the broker is away: try again soon
+
+    async def __aenter__(self) -> DurableSubscriber:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.subscribed.wait(), 10)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+def _persistent(broker: Any, directory: Path) -> None:
+    """Restart ``broker`` with persistence on, so sessions survive its restarts."""
+    broker.stop()
+    store = directory / "mosquitto-data"
+    store.mkdir()
+    broker.config.write_text(
+        f"listener {broker.port} {broker.host}\nallow_anonymous true\n"
+        f"persistence true\npersistence_location {store}/\nlog_dest stderr\n"
+    )
+    broker.start()
+
+
+async def test_broker_restart_with_meters_and_events_on_mqtt(
+    private_mosquitto: Any, tmp_path: Path
+) -> None:
+    broker = private_mosquitto
+    _persistent(broker, tmp_path)
+    meters = [address(n) for n in range(1, 5)]
+    line, events = "fk/meters", "fk/events"
+    fleet, _ = await start_fleet(len(meters), listen=f"{broker.url}/{line}")
+    try:
+        engine = archive(tmp_path, meters, mqtt=(broker.port, line), concurrency=4)
+        url = str(engine.url)
+        async with DurableSubscriber(broker.port, events) as consumer:
+            headend = await start_headend(
+                url, "--mqtt", f"{broker.url}/{events}", "--settle", "0.2", "--timeout", "1.0"
+            )
+            try:
+                for m in meters[:2]:
+                    _queue(url, m, "trip", f"before-{m[-1]}")
+                await wait_until(lambda: all_final(engine), 30, "the trips before the outage")
+
+                broker.stop()  # every connection drops: meters, head-end, consumer
+                for m in meters[2:]:
+                    _queue(url, m, "trip", f"during-{m[-1]}")
+                for m in meters[:2]:
+                    _queue(url, m, "permit-close", f"permit-{m[-1]}")
+
+                def noticed() -> bool:
+                    return any(
+                        o == "failed" for rows in attempts(engine).values() for _, o, _ in rows
+                    )
+
+                await wait_until(noticed, 30, "an attempt to fail while the broker is away")
+                broker.start()  # same port, same persistent store
+                await wait_until(lambda: all_final(engine), 40, "every job after the outage")
+                status = cli.invoke(app, ["headend", "status", "--db", url, "--json"])
+                mqtt = json.loads(status.stdout)["head_end"]["mqtt"]
+            finally:
+                code = await stop(headend)
+                _, err = await headend.communicate()
+            assert code == 0, err.decode()[-2000:]
+
+            done = jobs(engine)
+            log = attempts(engine)
+            for job_id, job in done.items():
+                assert job.state is JobState.SUCCEEDED, (job_id, job.state, job.reason)
+            failed_attempts = sum(o == "failed" for rows in log.values() for _, o, _ in rows)
+            assert failed_attempts >= 1
+            for job_id in done:
+                assert len(log[job_id]) <= 3  # bounded by --attempts (3)
+
+            # at least once: one outcome per job, one JobStarted per attempt of the log
+            def outcomes() -> Counter[str]:
+                return Counter(
+                    e.job_id for e in consumer.events if type(e).__name__ == "CommandSucceeded"
+                )
+
+            await wait_until(lambda: set(outcomes()) == set(done), 15, "every outcome event")
+            started = Counter(e.job_id for e in consumer.events if type(e).__name__ == "JobStarted")
+            assert started == Counter({j: len(rows) for j, rows in log.items()})
+            assert consumer.connects >= 2
+        assert mqtt["connected"] is True and mqtt["last_error"]  # it lost and regained it
+        assert "reconnecting in" in err.decode()  # the backoff, logged
+        print(
+            f"broker restart: {len(done)} jobs succeeded, {failed_attempts} attempt(s) failed "
+            f"during the outage; events received {len(consumer.events)} "
+            f"(duplicates: {sum(n - 1 for n in outcomes().values())})"
+        )
+    finally:
+        await stop(fleet)
