@@ -560,6 +560,8 @@ class Meter:
         if di in self.parameters:
             self.parameters.set_raw(di, raw)
         elif di == 0x04000101:
+            if value is None:  # 00-00-00: the format's "no date", not a day to set
+                raise Refused(ErrorWord.OTHER, f"{format_di(di)}: 00-00-00 is not a date")
             now = self.clock.now()
             self.clock.set(datetime.combine(value, now.time()))
         elif di == 0x04000102:
