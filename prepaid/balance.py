@@ -768,6 +768,7 @@ def post_receipts(
     """
     now = (clock or RealClock()).now()
     done: list[bool] = []
+    seen: set[tuple[str, str]] = set()  # an id given twice in one call is posted once
     for start in range(0, len(receipts), _SETTLE_BATCH):
         batch = receipts[start : start + _SETTLE_BATCH]
         rows = [
@@ -788,7 +789,13 @@ def post_receipts(
                     rows,
                 )
             }
-            moves = [r for r in rows if (r["kind"], r["operation_id"]) in fresh]
+            now_posted: list[bool] = []
+            for row in rows:
+                key = (row["kind"], row["operation_id"])
+                now_posted.append(key in fresh and key not in seen)
+                if key in fresh:
+                    seen.add(key)
+            moves = [r for r, first in zip(rows, now_posted, strict=True) if first]
             if moves:
                 connection.execute(
                     sa.update(_STATE)
@@ -796,5 +803,5 @@ def post_receipts(
                     .values(balance_fen=_STATE.c.balance_fen + sa.bindparam("fen")),
                     [{"ident": m["account_id"], "fen": m["amount_fen"]} for m in moves],
                 )
-        done.extend((row["kind"], row["operation_id"]) in fresh for row in rows)
+        done.extend(now_posted)
     return done
