@@ -41,11 +41,11 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text, column, func, select, table
 from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from protocol.client import MasterClient
 from protocol.clock import Clock, RealClock
@@ -99,6 +99,10 @@ CONTROL_KINDS: Final = frozenset(
 )
 FINAL_STATES: Final = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED})
 MAX_ID_LENGTH: Final = 64
+DB_RETRY_FIRST_S: Final = 0.5
+DB_RETRY_MAX_S: Final = 30.0
+"""Backoff (clock seconds) of a job's database write while the database is busy."""
+_T = TypeVar("_T")
 
 
 class AttemptOutcome:
@@ -967,10 +971,15 @@ class JobRunner:
         last_poll = self.clock.now()
         while True:
             now = self.clock.now()
-            if self.poll_s is not None and (now - last_poll).total_seconds() >= self.poll_s:
-                self._refresh()
-                last_poll = now
-            self._expire_overdue(now)
+            try:
+                if self.poll_s is not None and (now - last_poll).total_seconds() >= self.poll_s:
+                    self._refresh()
+                    last_poll = now
+                self._expire_overdue(now)
+            except OperationalError as exc:
+                # Busy or unreachable database: the jobs stay queued in it (an expiry not
+                # recorded is retried, the job being found again by the next poll).
+                log.warning("job dispatcher: the database is busy or unreachable: %s", exc)
             self._start_due(now)
             wait: float | None = None
             upcoming = [
@@ -1085,11 +1094,11 @@ class JobRunner:
             self._queued[job.id] = job
             self._expire_overdue(now)
             return
-        number = self.store.start_attempt(job.id, now)
+        number = await self._persist(job.id, "claim", lambda: self.store.start_attempt(job.id, now))
         if number is None:
             return  # claimed elsewhere or already over
         self.started_attempts += 1
-        job = self.store.require(job.id)
+        job = await self._persist(job.id, "read", lambda: self.store.require(job.id))
         self.bus.publish(
             JobStarted(
                 address=job.address, at=now, job_id=job.id, command=job.kind.value, attempt=number
@@ -1156,14 +1165,38 @@ class JobRunner:
                     "see the head-end log",
                     retryable=False,
                 )
-            self._record(job, number, outcome, failure, frames)
+            await self._record(job, number, outcome, failure, frames)
             if link_error is not None:
                 raise link_error
         except asyncio.CancelledError:
-            self.store.interrupt(job.id, number, self.clock.now(), frames.text())
+            try:
+                self.store.interrupt(job.id, number, self.clock.now(), frames.text())
+            except OperationalError as exc:  # left running: the next start recovers it
+                log.warning("job %s: cannot record the interruption: %s", job.id, exc)
             raise
 
-    def _record(
+    async def _persist(self, job_id: str, what: str, call: Callable[[], _T]) -> _T:
+        """A database step of a job's life; while the database is busy (SQLite locked
+        by another connection beyond its busy timeout) or unreachable, wait with
+        backoff and try again, so that an outcome the meter has acted on is never
+        lost and the job is never left ``running``."""
+        delay = DB_RETRY_FIRST_S
+        while True:
+            try:
+                return call()
+            except OperationalError as exc:
+                log.warning(
+                    "job %s: cannot %s it in the database (%s); it may be locked by another "
+                    "connection or unreachable: retrying in %.1f s",
+                    job_id,
+                    what,
+                    exc.orig if exc.orig is not None else exc,
+                    delay,
+                )
+                await self._tracked_sleep(delay)
+                delay = min(delay * 2, DB_RETRY_MAX_S)
+
+    async def _record(
         self,
         job: JobRecord,
         number: int,
@@ -1173,13 +1206,17 @@ class JobRunner:
     ) -> None:
         now = self.clock.now()
         if outcome is not None and failure is None:
-            done = self.store.finish(
+            done = await self._persist(
                 job.id,
-                now,
-                JobState.SUCCEEDED,
-                attempt=number,
-                result=outcome.result,
-                frames=frames.text(),
+                "record the success of",
+                lambda: self.store.finish(
+                    job.id,
+                    now,
+                    JobState.SUCCEEDED,
+                    attempt=number,
+                    result=outcome.result,
+                    frames=frames.text(),
+                ),
             )
             assert done is not None
             for event in outcome.events:
@@ -1198,8 +1235,12 @@ class JobRunner:
         next_at = now + timedelta(seconds=self.retry.delay(job.attempts))
         if failure.retryable and job.attempts < job.max_attempts:
             if job.deadline is None or next_at < job.deadline:
-                updated = self.store.retry_later(
-                    job.id, number, now, next_at, failure.code, message, frames.text()
+                updated = await self._persist(
+                    job.id,
+                    "record the failed attempt of",
+                    lambda: self.store.retry_later(
+                        job.id, number, now, next_at, failure.code, message, frames.text()
+                    ),
                 )
                 self._queued[job.id] = updated
                 return
@@ -1213,14 +1254,18 @@ class JobRunner:
             reason = message
             if failure.retryable:
                 reason = f"{message} (gave up after {job.attempts} attempt(s))"
-        ended = self.store.finish(
+        ended = await self._persist(
             job.id,
-            now,
-            state,
-            attempt=number,
-            error=failure.code,
-            reason=reason,
-            frames=frames.text(),
+            "record the failure of",
+            lambda: self.store.finish(
+                job.id,
+                now,
+                state,
+                attempt=number,
+                error=failure.code,
+                reason=reason,
+                frames=frames.text(),
+            ),
         )
         if ended is not None:
             self._publish_failure(ended, now, expired=state is JobState.EXPIRED)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ from .headend_rig import (
     archive,
     attempts,
     jobs,
+    look,
+    port_of,
     start_fleet,
     start_headend,
     stop,
@@ -39,6 +43,8 @@ from .headend_rig import (
 )
 
 cli = CliRunner()
+LOCK_S = 6.5
+"""Longer than SQLite's busy timeout (5 s, headend.db): waiting alone does not cover it."""
 
 
 def _queue(url: str, meter: str, command: str, job_id: str, *extra: str) -> None:
@@ -171,6 +177,61 @@ async def test_broker_restart_with_meters_and_events_on_mqtt(
             f"broker restart: {len(done)} jobs succeeded, {failed_attempts} attempt(s) failed "
             f"during the outage; events received {len(consumer.events)} "
             f"(duplicates: {sum(n - 1 for n in outcomes().values())})"
+        )
+    finally:
+        await stop(fleet)
+
+
+# --------------------------------------------------------------------------- database locked
+
+
+class WriteLock:
+    """Another connection holding a write transaction on the SQLite file (BEGIN IMMEDIATE)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=10)
+
+    def __enter__(self) -> WriteLock:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.db.execute("COMMIT")
+        self.db.close()
+
+
+async def test_database_locked_during_command_execution(tmp_path: Path) -> None:
+    meters = [address(n) for n in range(1, 5)]
+    fleet, fleet_url = await start_fleet(len(meters))
+    try:
+        port = port_of(fleet_url)
+        engine = archive(tmp_path, meters, port=port)
+        url = str(engine.url)
+        headend = await start_headend(url, "--settle", "1.0", "--timeout", "1.0")
+        try:
+            for m in meters:
+                _queue(url, m, "trip", f"trip-{m[-1]}")
+
+            def some_running() -> bool:
+                return any(j.state is JobState.RUNNING for j in jobs(engine).values())
+
+            await wait_until(some_running, 20, "a trip to start")
+            with WriteLock(tmp_path / "feikong.db"):
+                await asyncio.sleep(LOCK_S)  # the fault: the lock held this long
+            await wait_until(lambda: all_final(engine), 30, "every trip after the lock")
+        finally:
+            code = await stop(headend)
+            _, err = await headend.communicate()
+        assert code == 0, err.decode()[-3000:]
+        for job_id, job in jobs(engine).items():
+            assert job.state is JobState.SUCCEEDED, (job_id, job.state, job.reason)
+        views = await look(port, meters)
+        assert {m: v.trips for m, v in views.items()} == dict.fromkeys(meters, 1)
+        log = attempts(engine)
+        assert all(len(rows) == 1 for rows in log.values()), log  # waited, not re-sent
+        # a job step that met the lock said so, waited, and was recorded once it lifted
+        assert re.search(
+            r"job trip-\d: cannot .* \(database is locked\).* retrying in", err.decode()
         )
     finally:
         await stop(fleet)
