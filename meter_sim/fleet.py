@@ -54,7 +54,18 @@ from breaker_sim import (
     ModbusBreakerLink,
     parse_fault,
 )
-from protocol import Address, Clock, ErrorReply, ErrorWord, Frame, ProtocolError, decode_message
+from protocol import (
+    Address,
+    Clock,
+    ErrorReply,
+    ErrorWord,
+    Frame,
+    FunctionCode,
+    ProtocolError,
+    SecurityErrorReply,
+    SecurityErrorWord,
+    decode_message,
+)
 from protocol.frame import encode_frame
 from protocol.messages import Message, to_frame
 
@@ -319,7 +330,10 @@ class Fleet:
                 message = decode_message(frame)
         except ProtocolError as exc:
             logger.info("meter %s: bad %s: %s", meter.address, frame.describe_control(), exc)
-            reply = ErrorReply(frame.function, ErrorWord.OTHER)
+            if frame.function == FunctionCode.SECURITY:  # C3H carries a 2-byte SERR word
+                reply = SecurityErrorReply(SecurityErrorWord.OTHER)
+            else:
+                reply = ErrorReply(frame.function, ErrorWord.OTHER)
         else:
             reply = await meter.handle(frame, message)
         if reply is None:

@@ -14,7 +14,15 @@ import pytest
 
 from meter_sim.config import BreakerKind, MeterConfig
 from meter_sim.fleet import Fleet
-from protocol import ErrorReply, ErrorWord, decode_message
+from protocol import (
+    Address,
+    ErrorReply,
+    ErrorWord,
+    Frame,
+    SecurityErrorReply,
+    SecurityErrorWord,
+    decode_message,
+)
 from protocol.clock import SteppedClock
 from protocol.di import encode_value
 from protocol.messages import AckReply, ReadReply, ReadRequest, WriteRequest, to_frame
@@ -55,3 +63,15 @@ async def test_a_date_write_of_00_00_00_is_refused_without_an_internal_error(
     assert reply == AckReply(0x14)
     meter_date = await _ask(fleet, ReadRequest(0x04000101))
     assert isinstance(meter_date, ReadReply) and meter_date.raw == sunday
+
+
+async def test_a_malformed_security_request_gets_a_well_formed_c3h_refusal() -> None:
+    # Found by the meter harness: a 03H request too short to decode (1 data byte) was
+    # answered C3H with a 1-byte error word; an abnormal 03H reply carries the 2-byte
+    # SERR word, so a head-end could not read the refusal (DataError on decode).
+    clock = SteppedClock(datetime(2026, 1, 1, 0, 0, 0))
+    fleet = Fleet([MeterConfig(METER)], clock, master_key=bytes(16))
+    reply = await fleet.handle(Frame(Address(METER), 0x03, b"\x06"))
+    assert isinstance(reply, Frame)
+    assert (reply.control, reply.data) == (0xC3, b"\x01\x00")  # SERR 0001: other error
+    assert decode_message(reply) == SecurityErrorReply(SecurityErrorWord.OTHER)
