@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,14 @@ from sqlalchemy.engine import Engine
 from headend.archive import import_archive
 from headend.db import migrate, open_database
 from headend.jobs import FINAL_STATES, JobRecord, JobStore
+from meter_sim.fleet import Fleet
+from meter_sim.scenario import FleetSpec
+from meter_sim.state import write_state
+from protocol import SteppedClock
 from protocol.client import MasterClient
 from protocol.codes import StatusWord3
+from protocol.messages import ReadRequest, to_frame
+from protocol.security import load_master_key
 from protocol.transport import TcpTransport
 
 DI_TRIP_COUNT = 0x1D000001
@@ -183,6 +190,22 @@ async def look(port: int, meters: Sequence[str]) -> dict[str, MeterView]:
     return out
 
 
+async def aged_state(path: Path, count: int, days: int = 2) -> None:
+    """A meter-sim state file (``--state``) of meters 1..count that have been running
+    for ``days`` days up to now, so they hold the daily freezes of those days."""
+    now = datetime.now().replace(microsecond=0)
+    clock = SteppedClock(now - timedelta(days=days))
+    key, _ = load_master_key(None)  # the key `feikong meter-sim` uses without --key-file
+    fleet = Fleet(FleetSpec(first_address=1, count=count).configs(), clock, master_key=key)
+    try:
+        clock.set(now)
+        for a in fleet.addresses:  # a request makes each meter live up to now
+            await fleet.handle(to_frame(a, ReadRequest(di=0x00010000)))
+        write_state(path, fleet.to_state())
+    finally:
+        await fleet.aclose()
+
+
 def collection_rows(engine: Engine, day: str) -> dict[str, tuple[str, int]]:
     """meter → (status, attempts) in headend_collection for ``day``."""
     with engine.connect() as c:
@@ -198,6 +221,7 @@ __all__ = [
     "DI_TRIP_COUNT",
     "MeterView",
     "address",
+    "aged_state",
     "all_final",
     "archive",
     "attempts",

@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 import sqlite3
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,11 @@ from headend.models import JobState
 
 from .headend_rig import (
     address,
+    aged_state,
     all_final,
     archive,
     attempts,
+    collection_rows,
     jobs,
     look,
     port_of,
@@ -235,3 +239,87 @@ async def test_database_locked_during_command_execution(tmp_path: Path) -> None:
         )
     finally:
         await stop(fleet)
+
+
+# --------------------------------------------------------------------------- 30% offline
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rate(url: str, day: str) -> dict[str, Any]:
+    result = cli.invoke(app, ["headend", "status", "--db", url, "--date", day, "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["collection"]
+    return dict(row)
+
+
+async def test_thirty_percent_offline_collection_recollects_them_when_back(
+    tmp_path: Path,
+) -> None:
+    count, offline = 10, [address(n) for n in (8, 9, 10)]  # 30%
+    state = tmp_path / "fleet.json"
+    await aged_state(state, count)
+
+    def only_offline(path: Path, first: str, last: str) -> Path:
+        path.write_text(
+            f'[[meter]]\nrange = ["{first}", "{last}"]\nfaults = {{ offline = true }}\n'
+        )
+        return path
+
+    port = _free_port()
+    listen = f"tcp://127.0.0.1:{port}"
+    scenario = only_offline(tmp_path / "offline.toml", offline[0], offline[-1])
+    fleet, _ = await start_fleet(count, listen=listen, scenario=scenario, state=state)
+    meters = [address(n) for n in range(1, count + 1)]
+    engine = archive(tmp_path, meters, port=port, concurrency=4)
+    url = str(engine.url)
+    day = date.today().isoformat()
+    rounds = 3
+    headend = await start_headend(
+        *(url, "--collect-at", "00:00", "--timeout", "0.5"),  # started later: catches up now
+        *("--recollect-rounds", str(rounds), "--recollect-interval-min", "0.04"),  # 2.4 s
+    )
+    try:
+
+        def first_round() -> bool:
+            return len(collection_rows(engine, day)) == count
+
+        await wait_until(first_round, 30, "the first collection round")
+        rows = collection_rows(engine, day)
+        assert {a for a, (s, _) in rows.items() if s == "missing"} == set(offline)
+        assert all(rows[a] == ("collected", 1) for a in meters if a not in offline)
+        rate = _rate(url, day)  # the truth: 7 of 10
+        assert (rate["collected"], rate["missing"], rate["meters"]) == (7, 3, 10), rate
+
+        # two of them come back (their state kept in the file); the last one never does
+        await stop(fleet)
+        scenario = only_offline(tmp_path / "still.toml", offline[-1], offline[-1])
+        fleet, _ = await start_fleet(count, listen=listen, scenario=scenario, state=state)
+
+        def rounds_over() -> bool:
+            status = cli.invoke(app, ["headend", "status", "--db", url, "--json"])
+            return bool(json.loads(status.stdout)["head_end"]["collections"])
+
+        await wait_until(rounds_over, 40, "the 补抄 rounds to end")
+        rows = collection_rows(engine, day)
+        rate = _rate(url, day)
+    finally:
+        code = await stop(headend)
+        await stop(fleet)
+    assert code == 0
+    assert all(rows[a] == ("collected", 1) for a in meters if a not in offline), rows
+    assert all(rows[a][0] == "collected" for a in offline[:2]), rows
+    # the one that never came back: tried once in the first round and once per 补抄 round
+    assert rows[offline[-1]] == ("missing", 1 + rounds)
+    assert (rate["collected"], rate["missing"], rate["meters"]) == (9, 1, 10), rate
+    # one request timed out per failed try, no more: retries are bounded
+    status = json.loads(cli.invoke(app, ["headend", "status", "--db", url, "--json"]).stdout)
+    (channel,) = status["head_end"]["channels"]
+    failed_tries = sum(n - (s == "collected") for s, n in rows.values())
+    assert channel["timeouts"] == failed_tries, (channel, rows)
+    tries = {a: rows[a] for a in offline}
+    print(f"30% offline: {tries}; rate {rate['collected']}/{rate['meters']}; {channel}")
