@@ -45,7 +45,10 @@ def _register() -> None:
     from . import (
         cmd_bench,
         cmd_bench_fleet,
+        cmd_bench_fuzz,
+        cmd_bench_payments,
         cmd_bench_reads,
+        cmd_bench_trips,
         cmd_breaker,
         cmd_card,
         cmd_cis,
@@ -94,6 +97,9 @@ def _register() -> None:
     cmd_bench.register(bench_app)
     cmd_bench_fleet.register(bench_app)
     cmd_bench_reads.register(bench_app)
+    cmd_bench_trips.register(bench_app)
+    cmd_bench_payments.register(bench_app)
+    cmd_bench_fuzz.register(bench_app)
     cmd_rating.register_bench(bench_app)
     cmd_service.register_bench(bench_app)
     cmd_settings.register_bench(bench_app)

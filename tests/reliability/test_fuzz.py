@@ -7,13 +7,25 @@ atheris run per target proves the CLI and the coverage-guided engine work end to
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from feikong.cli import app
+from feikong.cmd_bench_fuzz import atheris_available
+from feikong.fuzz import TARGET_NAMES
+from feikong.fuzz.targets import make_target
 from meter_sim.config import BreakerKind, MeterConfig
 from meter_sim.fleet import Fleet
+from meter_sim.meter import Meter
 from protocol import (
     Address,
     ErrorReply,
@@ -75,3 +87,121 @@ async def test_a_malformed_security_request_gets_a_well_formed_c3h_refusal() -> 
     assert isinstance(reply, Frame)
     assert (reply.control, reply.data) == (0xC3, b"\x01\x00")  # SERR 0001: other error
     assert decode_message(reply) == SecurityErrorReply(SecurityErrorWord.OTHER)
+
+
+# --------------------------------------------------------------------------- short runs
+
+FOUND = {
+    # the inputs that found the two bugs above, kept as a regression corpus
+    "meter-date-00-00-00": ("meter", "0014001001010004020000000000000000000000"),
+    "meter-short-03h": ("meter", "0308010600ffffffffff020308010600ffffffffff02"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOUND))
+def test_the_inputs_that_found_bugs_pass_their_harness(name: str, tmp_path: Path) -> None:
+    target, hex_input = FOUND[name]
+    path = tmp_path / name
+    path.write_bytes(bytes.fromhex(hex_input))
+    result = CliRunner().invoke(
+        app, ["bench", "fuzz", "--target", target, "--reproduce", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{target}: {path}" in result.output and "passes" in result.output
+
+
+def _spliced(seeds: list[bytes]) -> st.SearchStrategy[bytes]:
+    """A seed with a slice replaced by random bytes (or by a slice of another seed)."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> bytes:
+        seed = draw(st.sampled_from(seeds))
+        a = draw(st.integers(0, len(seed)))
+        b = draw(st.integers(a, min(len(seed), a + 64)))
+        other = draw(st.sampled_from(seeds))
+        c = draw(st.integers(0, len(other)))
+        filler = draw(st.one_of(st.binary(max_size=24), st.just(other[c : c + 32])))
+        return seed[:a] + filler + seed[b:]
+
+    return build()
+
+
+EXAMPLES = {"parser": 300, "meter": 200, "archive": 60, "cis-csv": 60, "tariff": 200}
+
+
+@pytest.mark.parametrize("name", TARGET_NAMES)
+def test_each_harness_holds_on_its_seeds_and_generated_inputs(name: str) -> None:
+    target = make_target(name)
+    try:
+        seeds = target.seeds()
+        assert seeds, "a target starts from valid inputs"
+        for seed in seeds:
+            target.run(seed)
+
+        @settings(
+            max_examples=EXAMPLES[name],
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(st.one_of(_spliced(seeds), st.binary(max_size=300)))
+        def check(data: bytes) -> None:
+            target.run(data)
+
+        check()
+    finally:
+        target.close()
+
+
+def test_the_meter_harness_reports_an_error_the_meter_hides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The meter answers ERR 01 when its handler fails and logs the exception; the
+    # harness must turn that log into a failure, or the fuzzer would never see a bug.
+    def broken(self: object, request: object) -> object:
+        raise RuntimeError("planted bug in 14H")
+
+    meter = make_target("meter")
+    try:
+        write = WriteRequest(0x04000102, bytes(3)).to_data()  # time 00:00:00
+        record = bytes((0, 0x14, 0, len(write))) + write
+        meter.run(record)
+        monkeypatch.setattr(Meter, "_write", broken)
+        with pytest.raises(RuntimeError, match="planted bug in 14H"):
+            meter.run(record)
+    finally:
+        meter.close()
+
+
+@pytest.mark.skipif(not atheris_available(), reason="no atheris wheel for this platform")
+def test_bench_fuzz_runs_every_target_under_atheris(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feikong",
+            "bench",
+            "fuzz",
+            "--target",
+            "all",
+            "--minutes",
+            "0.02",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert [t["target"] for t in report["targets"]] == list(TARGET_NAMES)
+    for t in report["targets"]:
+        assert t["engine"] == "atheris"
+        assert t["crashes"] == 0 and t["reproducer"] is None, t
+        assert t["inputs"] > 0 and t["coverage"] > 0, t
+        assert 0 < t["peak_rss_mib"] < 2048, t
+        assert any((tmp_path / t["target"] / "corpus").iterdir())
