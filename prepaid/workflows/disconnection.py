@@ -495,6 +495,12 @@ class DisconnectionWorkflow:
         doc). Customers of areas without ``auto_disconnection_request`` are listed in
         ``awaiting_operator`` — unless ``by`` is an operator, who raises them all."""
         ctx = self.ctx
+        if isinstance(by, Operator):
+            try:
+                require(by, Action.REQUEST_DISCONNECTION)
+            except PermissionDeniedError as exc:
+                self._refused(by, "select", "disconnection:selection", exc)
+                raise
         report = SelectionReport(ctx.now())
         ids = self.candidates()
         report.selected = len(ids)
@@ -623,6 +629,8 @@ class DisconnectionWorkflow:
     ) -> Disconnection:
         ctx = self.ctx
         actor = actor_name(by)
+        if isinstance(by, Operator):  # select() raises for everyone: check each unit
+            require(by, Action.REQUEST_DISCONNECTION, supply_unit=customer.supply_unit)
         if not customer.active:
             raise WorkflowStateError(f"customer {customer.customer_no} is inactive (closed)")
         if customer.fee_control_mode != FeeControlMode.REMOTE.value:
