@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from headend.events import CommandFailed, CommandSucceeded, Event
 
 from ..models import FeeControlMode
-from ..users import Action, Operator, require
+from ..users import Action, Operator, PermissionDeniedError, require
 from ._common import ACCOUNT, WorkflowContext, actor_name, customer_query, load_customer
 from .tables import guarantee_meter_table
 
@@ -132,7 +132,13 @@ class GuaranteeWorkflow:
         (a failed command is sent again)."""
         ctx = self.ctx
         if isinstance(by, Operator):
-            require(by, Action.GUARANTEE)
+            try:
+                require(by, Action.GUARANTEE)
+            except PermissionDeniedError as exc:
+                ctx.audit.record(
+                    by, "guarantee.sync.refused", "guarantee:sync", {"reason": str(exc)}
+                )
+                raise
         actor = actor_name(by)
         report = GuaranteeSyncReport(ctx.now())
         snapshot = ctx.settings.snapshot(["power_guarantee", "guarantee_send_3ah"])
