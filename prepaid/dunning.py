@@ -73,7 +73,7 @@ from .service._errors import DunningError
 from .service._population import ACCOUNT, FETCH_CHUNK, Population, Selection, chunks
 from .service.tables import dunning, dunning_batch
 from .settings import SettingsStore
-from .users import Action, Operator, require
+from .users import Action, Operator, PermissionDeniedError, require
 
 __all__ = [
     "SYSTEM_ACTOR",
@@ -327,7 +327,13 @@ def run_dunning(
     far. Raises :class:`~prepaid.users.PermissionDeniedError` for an operator without
     ``create-dunning``.
     """
-    unit = _authorise(by)
+    try:
+        unit = _authorise(by)
+    except PermissionDeniedError as exc:
+        AuditLog(engine, clock).record(
+            _actor(by), "dunning.run.refused", "dunning:run", {"reason": str(exc)}
+        )
+        raise
     actor = _actor(by)
     settings = settings or SettingsStore(engine, clock=clock)
     templates = templates or default_templates()
