@@ -18,7 +18,7 @@ from ..calendar import CalendarError, HolidayCalendar, default_calendar
 from ..messages import Channel, Lang, MessageError, Outbox, Recipient
 from ..settings import EffectiveSettings, NotificationMode, Scope, SettingsStore
 from ..settings import next_allowed_trip_time as _next_allowed
-from ..users import Operator, operator_table, require
+from ..users import Operator, PermissionDeniedError, operator_table, require
 from ..workorders import SYSTEM_PREFIX, WorkOrders
 from .tables import handler_contact_table
 
@@ -374,7 +374,13 @@ class WorkflowContext:
         from ..messages import check_phone
         from ..users import Action
 
-        require(by, Action.ASSIGN_WORK_ORDER)
+        try:
+            require(by, Action.ASSIGN_WORK_ORDER)
+        except PermissionDeniedError as exc:
+            self.audit.record(
+                by, "handler.phone.refused", f"operator:{login}"[:200], {"reason": str(exc)}
+            )
+            raise
         check = check_phone(phone)
         if not check.valid:
             raise WorkflowError(f"phone {phone!r} for {login}: {check.detail}")
