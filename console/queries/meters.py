@@ -26,7 +26,7 @@ from headend.jobs import JobRecord, JobSpec, JobStore
 from headend.models import JobKind
 from headend.service import CONTROL_PRIORITY
 from prepaid.audit import AuditLog
-from prepaid.users import Action, Operator, require
+from prepaid.users import Action, Operator, PermissionDeniedError, require
 from protocol.clock import Clock
 
 __all__ = [
@@ -320,7 +320,16 @@ class MeterCommands:
         """Queue ``command`` for meter ``address``; returns its jobs (a read is two: energy
         and relay). Raises :class:`~prepaid.users.PermissionDeniedError` if the operator
         may not, :class:`~headend.errors.HeadendError` (e.g. unknown meter)."""
-        require(user, command.action, supply_unit=supply_unit)
+        try:
+            require(user, command.action, supply_unit=supply_unit)
+        except PermissionDeniedError as exc:
+            self.audit.record(
+                user,
+                f"meter.{command.value}.refused",
+                f"meter:{address}"[:200],
+                {"reason": str(exc), "via": "console"},
+            )
+            raise
         reason = reason.strip()
         if command is Command.TRIP and not reason:
             raise ValueError("a trip needs a reason (e.g. 'bench test'); it is kept with the job")
