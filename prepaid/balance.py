@@ -791,7 +791,7 @@ def post_receipts(
             }
             now_posted: list[bool] = []
             for row in rows:
-                key = (row["kind"], row["operation_id"])
+                key = (str(row["kind"]), str(row["operation_id"]))
                 now_posted.append(key in fresh and key not in seen)
                 if key in fresh:
                     seen.add(key)

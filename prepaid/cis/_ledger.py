@@ -265,26 +265,120 @@ class LedgerCis:
                 )
             except CisError as exc:
                 checked.append((order, exc))
+        results: list[Receipt | CisError | None] = [error for _, error in checked]
+        pending = [(k, o) for k, (o, error) in enumerate(checked) if error is None]
+        now = self.clock.now()
         try:
             with self.engine.begin() as connection:
-                return [
-                    error
-                    or self._apply(
-                        connection,
-                        MovementKind.PAYMENT,
-                        o.payment_id,
-                        o.account_no,
-                        o.amount_fen,
-                        o.paid_at,
-                        o.source,
+                if pending:
+                    connection.execute(
+                        _insert(connection, account).on_conflict_do_nothing(
+                            index_elements=[account.c.account_no]
+                        ),
+                        [
+                            {"account_no": no, "balance_fen": 0, "updated_at": now}
+                            for no in sorted({o.account_no for _, o in pending})
+                        ],
                     )
-                    for o, error in checked
-                ]
+                while pending:
+                    # one movement per account and per id in a round, so each balance
+                    # after is exact and a repeated id meets its first as a duplicate
+                    accounts: set[str] = set()
+                    ids: set[str] = set()
+                    this_round: list[tuple[int, PaymentOrder]] = []
+                    later: list[tuple[int, PaymentOrder]] = []
+                    for k, o in pending:
+                        if o.account_no in accounts or o.payment_id in ids:
+                            later.append((k, o))
+                            continue
+                        accounts.add(o.account_no)
+                        ids.add(o.payment_id)
+                        this_round.append((k, o))
+                    self._pay_round(connection, this_round, results, now)
+                    pending = later
         except SQLAlchemyError as exc:
             raise LedgerError(
                 f"cannot credit {len(batch)} payment(s): the ledger database failed ({exc}); "
                 "nothing of this batch was credited, retry it (payment ids make that safe)"
             ) from exc
+        return [r if r is not None else LedgerError("payment not applied") for r in results]
+
+    def _pay_round(
+        self,
+        connection: Connection,
+        rows: list[tuple[int, PaymentOrder]],
+        results: list[Receipt | CisError | None],
+        now: datetime,
+    ) -> None:
+        """Payments to distinct accounts with distinct ids, set-based: the movements
+        (``ON CONFLICT DO NOTHING``), the balances, each movement's balance after."""
+        rows = sorted(rows, key=lambda row: row[1].payment_id)  # one lock order for twins
+        inserted = connection.execute(
+            _insert(connection, movement)
+            .on_conflict_do_nothing(index_elements=[movement.c.kind, movement.c.operation_id])
+            .returning(movement.c.id, movement.c.operation_id),
+            [
+                {
+                    "account_no": o.account_no,
+                    "kind": MovementKind.PAYMENT.value,
+                    "operation_id": o.payment_id,
+                    "amount_fen": o.amount_fen,
+                    "balance_after_fen": 0,
+                    "occurred_at": o.paid_at or now,
+                    "recorded_at": now,
+                    "source": o.source,
+                }
+                for _, o in rows
+            ],
+        ).all()
+        fresh = {op: int(mid) for mid, op in inserted}
+        moves = [(k, o) for k, o in rows if o.payment_id in fresh]
+        if moves:
+            connection.execute(
+                sa.update(account)
+                .where(account.c.account_no == sa.bindparam("no"))
+                .values(balance_fen=account.c.balance_fen + sa.bindparam("fen"), updated_at=now),
+                [{"no": o.account_no, "fen": o.amount_fen} for _, o in moves],
+            )
+            after = (
+                sa.select(account.c.balance_fen)
+                .where(account.c.account_no == movement.c.account_no)
+                .scalar_subquery()
+            )
+            connection.execute(
+                sa.update(movement)
+                .where(movement.c.id == sa.bindparam("mid"))
+                .values(balance_after_fen=after),
+                [{"mid": fresh[o.payment_id]} for _, o in moves],
+            )
+            balances: dict[str, int] = {}
+            numbers = sorted({o.account_no for _, o in moves})
+            for start in range(0, len(numbers), _LOOKUP_BATCH):
+                chunk = numbers[start : start + _LOOKUP_BATCH]
+                balances.update(
+                    (no, int(fen))
+                    for no, fen in connection.execute(
+                        sa.select(account.c.account_no, account.c.balance_fen).where(
+                            account.c.account_no.in_(chunk)
+                        )
+                    )
+                )
+            for k, o in moves:
+                results[k] = Receipt(
+                    kind=MovementKind.PAYMENT,
+                    operation_id=o.payment_id,
+                    account_no=o.account_no,
+                    amount_fen=o.amount_fen,
+                    balance_fen=balances[o.account_no],
+                    movement_id=fresh[o.payment_id],
+                    occurred_at=o.paid_at or now,
+                )
+            log.info("%d payment(s) credited in the ledger", len(moves))
+        for k, o in rows:
+            if o.payment_id not in fresh:
+                results[k] = self._duplicate(
+                    connection, MovementKind.PAYMENT, o.payment_id, o.account_no, o.amount_fen
+                )
 
     def refund(
         self,
