@@ -44,6 +44,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from protocol.clock import Clock, RealClock
@@ -433,6 +434,17 @@ class HeadEndSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
+def _database_trouble(what: str, exc: SQLAlchemyError) -> str:
+    """Log and word a database failure that stopped ``what``."""
+    text = (
+        f"{what} could not be stored: the database is locked or unreachable "
+        f"({getattr(exc, 'orig', None) or exc}); the meters not stored are read again "
+        "by the next 补抄 round"
+    )
+    log.error("%s", text)
+    return text
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -613,35 +625,48 @@ class HeadEnd:
             await self.collect(self.clock.now().date())
 
     async def collect(self, day: date, *, catch_up: bool = False) -> None:
-        """The daily collection of ``day``, then 补抄 rounds while meters are missing."""
+        """The daily collection of ``day``, then 补抄 rounds while meters are missing.
+
+        A round that the database stops (SQLite locked by another connection beyond
+        its busy timeout, PostgreSQL unreachable) is logged and recorded with the
+        reason, and the 补抄 rounds still follow: they read again every meter whose
+        reading was not stored, so nothing read is lost for the day.
+        """
         from .collection import collect_day, recollect_missing
 
         s = self.settings
-        entry: dict[str, Any]
+        entry: dict[str, Any] = {"day": day.isoformat()}
+        again_needed = False
         try:
             if catch_up:
                 report = await recollect_missing(self.engine, self.pool, day, bus=self.bus)
             else:
                 report = await collect_day(self.engine, self.pool, day, bus=self.bus)
-            entry = {"day": day.isoformat(), "first": report.to_dict()}
+            entry["first"] = report.to_dict()
             log.info("collection of %s: %d/%d collected", day, report.collected, report.meters)
-            if report.missing and s.recollect_rounds > 0:
-                await self.clock.sleep(s.recollect_interval_s)
-                again = await recollect_missing(
-                    self.engine,
-                    self.pool,
-                    day,
-                    bus=self.bus,
-                    rounds=s.recollect_rounds,
-                    interval_s=s.recollect_interval_s,
-                )
-                entry["recollect"] = again.to_dict()
-                log.info("补抄 of %s: %d still missing", day, again.missing)
-            self.collections.append(entry)
+            again_needed = report.missing > 0
         except HeadendError as exc:
             log.error("collection of %s failed: %s", day, exc)
-            entry = {"day": day.isoformat(), "error": str(exc)}
-            self.collections.append(entry)
+            entry["error"] = str(exc)
+        except SQLAlchemyError as exc:
+            entry["error"] = _database_trouble(f"the collection of {day}", exc)
+            again_needed = True
+        for number in range(1, s.recollect_rounds + 1) if again_needed else ():
+            await self.clock.sleep(s.recollect_interval_s)
+            try:
+                again = await recollect_missing(self.engine, self.pool, day, bus=self.bus)
+            except HeadendError as exc:
+                log.error("补抄 of %s failed: %s", day, exc)
+                entry["recollect_error"] = str(exc)
+                break
+            except SQLAlchemyError as exc:
+                entry["recollect_error"] = _database_trouble(f"补抄 round {number} of {day}", exc)
+                continue
+            entry["recollect"] = {**again.to_dict(), "rounds": number}
+            log.info("补抄 of %s: %d still missing", day, again.missing)
+            if again.missing == 0:
+                break
+        self.collections.append(entry)
         self.save_status()
         waiters, self._collection_waiters = self._collection_waiters, []
         for waiter in waiters:
