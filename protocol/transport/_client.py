@@ -83,12 +83,14 @@ class _Counters:
 class _Waiter:
     """One request awaiting its reply: the future gets the reply, or ``None`` on timeout."""
 
-    __slots__ = ("future", "request", "timer")
+    __slots__ = ("future", "request", "seq", "timer")
 
     def __init__(self, request: Frame, future: asyncio.Future[Frame | None]) -> None:
         self.request = request
         self.future = future
         self.timer: asyncio.TimerHandle | None = None
+        self.seq = -1
+        """Its entry in the transport's deadlines (-1: none)."""
 
 
 class _Slots:
@@ -245,8 +247,13 @@ class Transport(ABC):
         self._sole: _Waiter | None = None
         """The request that has the link to itself (any request when max_in_flight is 1)."""
         self._counters = _Counters()
-        self._deadlines: list[tuple[float, int, _Waiter]] = []
-        """Response deadlines of the requests sent (a heap; answered ones stay until due)."""
+        self._deadlines: list[tuple[float, int]] = []
+        """Response deadlines (deadline, sequence number) of the requests sent: a heap;
+        answered ones stay until due."""
+        self._timed: dict[int, _Waiter] = {}
+        """The requests still awaiting a reply, by the sequence number of their deadline.
+        An answered request leaves at once, so the heap holds no frames, futures or
+        waiters for the seconds until its deadline (nothing for the cyclic GC to scan)."""
         self._deadline_seq = itertools.count()
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_at = math.inf
@@ -327,6 +334,7 @@ class Transport(ABC):
         """Close the link; requests still waiting fail with :class:`TransportError`."""
         self._fail_waiters(TransportError(f"{self.url}: transport closed while awaiting a reply"))
         self._deadlines.clear()
+        self._timed.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -559,7 +567,9 @@ class Transport(ABC):
         The deadlines go on a heap and a single timer is armed for the earliest;
         answered requests are dropped from it when their deadline comes.
         """
-        heapq.heappush(self._deadlines, (deadline, next(self._deadline_seq), waiter))
+        waiter.seq = seq = next(self._deadline_seq)
+        self._timed[seq] = waiter
+        heapq.heappush(self._deadlines, (deadline, seq))
         if deadline < self._sweep_at:
             if self._sweeper is not None:
                 self._sweeper.cancel()
@@ -572,10 +582,14 @@ class Transport(ABC):
         loop = asyncio.get_running_loop()
         due = loop.time() + _TIMER_SLACK
         heap = self._deadlines
+        timed = self._timed
         while heap and heap[0][0] <= due:
-            deadline, _, waiter = heapq.heappop(heap)
-            if not waiter.future.done():
-                self._expire(waiter, deadline)
+            deadline, seq = heapq.heappop(heap)
+            waiter = timed.pop(seq, None)
+            if waiter is not None:
+                waiter.seq = -1
+                if not waiter.future.done():
+                    self._expire(waiter, deadline)
         if heap:
             self._sweep_at = heap[0][0]
             self._sweeper = loop.call_at(self._sweep_at, self._sweep)
@@ -607,6 +621,9 @@ class Transport(ABC):
         waiter.future.set_result(reply)
 
     def _forget(self, waiter: _Waiter) -> None:
+        if waiter.seq >= 0:
+            self._timed.pop(waiter.seq, None)
+            waiter.seq = -1
         address = waiter.request.address
         if self._waiters.get(address) is waiter:
             del self._waiters[address]
