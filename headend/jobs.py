@@ -1017,11 +1017,29 @@ class JobRunner:
                 self._publish_failure(ended, now, expired=True)
 
     def _start_due(self, now: datetime) -> None:
+        # A control job waiting for its retry holds back the control jobs given after
+        # it for the same meter: commands reach a meter in the order they were given
+        # (a trip retried after a later permit-close would cut off a customer who paid).
+        waiting: dict[str, tuple[datetime, str]] = {}
+        for j in self._queued.values():
+            if (
+                j.kind in CONTROL_KINDS
+                and j.next_attempt_at is not None
+                and j.next_attempt_at > now
+            ):
+                first = waiting.get(j.address)
+                if first is None or (j.created_at, j.id) < first:
+                    waiting[j.address] = (j.created_at, j.id)
         due = [
             j
             for j in self._queued.values()
             if j.address not in self._busy
             and (j.next_attempt_at is None or j.next_attempt_at <= now)
+            and not (
+                j.kind in CONTROL_KINDS
+                and j.address in waiting
+                and (j.created_at, j.id) > waiting[j.address]
+            )
         ]
         if not due:
             return
@@ -1059,7 +1077,14 @@ class JobRunner:
                     async with self.pool.session(address) as client:
                         opened = True
                         while pending:
-                            await self._run_job(pending.pop(0), client)
+                            job = pending.pop(0)
+                            await self._run_job(job, client)
+                            if job.kind in CONTROL_KINDS and job.id in self._queued:
+                                # it waits for a retry: the later commands wait behind it
+                                for later in pending:
+                                    if later.kind in CONTROL_KINDS:
+                                        self._queued[later.id] = later
+                                pending = [j for j in pending if j.kind not in CONTROL_KINDS]
                 except (ChannelError, TransportError) as exc:
                     if (
                         not opened

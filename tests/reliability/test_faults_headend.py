@@ -28,7 +28,9 @@ from typer.testing import CliRunner
 
 from feikong.cli import app
 from headend.events import event_from_json
-from headend.models import JobState
+from headend.jobs import JobSpec, RetryPolicy
+from headend.models import JobKind, JobState
+from tests.headend.jobs_rig import FIRST, headend
 
 from .headend_rig import (
     address,
@@ -375,3 +377,71 @@ async def test_database_locked_during_the_daily_collection(tmp_path: Path) -> No
         assert entry["recollect"]["collected"] == count and entry["recollect"]["missing"] == 0
     finally:
         await stop(fleet)
+
+
+# ---------------------------------------------------------------- the order of a meter's jobs
+
+
+async def test_a_trip_waiting_for_its_retry_does_not_overtake_a_later_permit_close(
+    tmp_path: Path,
+) -> None:
+    """A trip fails (the meter does not answer) and waits 30 s for its next try; the
+    customer pays meanwhile and a permit-close is queued while the meter answers again.
+    The commands must reach the meter in the order they were given: the trip, then the
+    permit-close — not the permit-close first and then the late trip, which would leave
+    a customer who paid without power."""
+    async with headend(tmp_path, timeout=0.1, retry=RetryPolicy(base_s=30)) as he:
+        he.gateway.silenced.add(FIRST)
+        he.runner.submit(JobSpec(JobKind.TRIP, FIRST, id="trip", params={"reason": "arrears"}))
+
+        def first_try_failed() -> bool:
+            return [a.outcome for a in he.runner.store.attempts("trip")] == ["failed"]
+
+        await he.run_until(first_try_failed)
+        he.gateway.silenced.clear()  # the meter is back; the customer pays a second later
+        await he.clock.advance(1)
+        he.runner.submit(JobSpec(JobKind.PERMIT_CLOSE, FIRST, id="permit"))
+        await he.run_until(
+            lambda: he.outcome("trip") is not None and he.outcome("permit") is not None
+        )
+        trip, permit = he.runner.store.require("trip"), he.runner.store.require("permit")
+        assert trip.state is permit.state is JobState.SUCCEEDED
+        assert trip.finished_at is not None and permit.finished_at is not None
+        assert trip.finished_at <= permit.finished_at  # in the order given
+        meter = he.meter(FIRST)
+        assert not meter.relay.open_reasons  # permitted to close: no trip left standing
+
+
+class _SilentOnce(set[str]):
+    """``Gateway.silenced`` that swallows the next request only (then the meter answers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = 1
+
+    def __contains__(self, address: object) -> bool:
+        if self.left:
+            self.left -= 1
+            return True
+        return False
+
+
+async def test_in_one_session_a_permit_close_waits_behind_the_trip_it_follows(
+    tmp_path: Path,
+) -> None:
+    """The same in one channel session (a meter's due jobs are bundled): the trip's
+    first request goes unanswered, so the permit-close given after it must not be
+    carried out before the trip's retry."""
+    async with headend(tmp_path, timeout=0.1, retry=RetryPolicy(base_s=30), start=False) as he:
+        he.runner.submit(JobSpec(JobKind.TRIP, FIRST, id="trip", params={"reason": "arrears"}))
+        await he.clock.advance(1)
+        he.runner.submit(JobSpec(JobKind.PERMIT_CLOSE, FIRST, id="permit"))
+        he.gateway.silenced = _SilentOnce()
+        await he.runner.start()
+        await he.run_until(lambda: he.outcome("permit") is not None)
+        trip, permit = he.runner.store.require("trip"), he.runner.store.require("permit")
+        assert trip.state is permit.state is JobState.SUCCEEDED
+        assert [a.outcome for a in he.runner.store.attempts("trip")] == ["failed", "succeeded"]
+        assert trip.finished_at is not None and permit.finished_at is not None
+        assert trip.finished_at <= permit.finished_at
+        assert not he.meter(FIRST).relay.open_reasons
