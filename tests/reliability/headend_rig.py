@@ -172,6 +172,7 @@ class MeterView:
     trips: int
     relay_open: bool
     trip_command: bool
+    guaranteed: bool
 
 
 async def look(port: int, meters: Sequence[str]) -> dict[str, MeterView]:
@@ -186,6 +187,7 @@ async def look(port: int, meters: Sequence[str]) -> dict[str, MeterView]:
                 trips,
                 bool(word & StatusWord3.RELAY_OPEN),
                 bool(word & StatusWord3.RELAY_COMMAND_TRIP),
+                bool(word & StatusWord3.GUARANTEED),
             )
     return out
 

@@ -9,7 +9,9 @@ status word 3) and some are still queued, then started again.
 
 What must hold afterwards:
 
-- every job ends ``succeeded`` or ``failed`` (with its reason);
+- every job ends ``succeeded``, or ``failed`` / ``expired`` with its reason (a job
+  whose deadline passed while the head-end was down expires at the restart and is
+  never sent);
 - a job that had succeeded before the kill is not run again (its command log is
   unchanged: no attempt after the restart);
 - a job that was executing is *resumed*: its interrupted attempt stays in the
@@ -22,13 +24,15 @@ What must hold afterwards:
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from feikong.cli import app
-from headend.jobs import AttemptOutcome
-from headend.models import JobState
+from headend.jobs import AttemptOutcome, JobSpec, JobStore
+from headend.models import JobKind, JobState
 
 from .headend_rig import (
     address,
@@ -70,11 +74,21 @@ async def test_kill9_during_trips_and_permit_closes_then_restart(tmp_path: Path)
         run = ("--settle", "1.0", "--timeout", "1.0")
         headend = await start_headend(url, *run)
 
-        def mixed() -> bool:
-            states = [j.state for j in jobs(engine).values()]
-            return all(s in states for s in (JobState.SUCCEEDED, JobState.RUNNING))
+        async def in_the_middle() -> bool:
+            """Some jobs done, some queued, and a trip executed by its meter (relay open)
+            but not yet confirmed (the head-end waits the settle delay): the worst moment."""
+            now = jobs(engine)
+            states = {j.state for j in now.values()}
+            if not {JobState.SUCCEEDED, JobState.QUEUED} <= states:
+                return False
+            trips = [j.address for j in now.values() if j.state is JobState.RUNNING]
+            trips = [a for a in trips if now[f"trip-{a[-2:]}"].state is JobState.RUNNING]
+            return bool(trips) and any(v.relay_open for v in (await look(port, trips)).values())
 
-        await wait_until(mixed, 30, "some jobs succeeded while others run")
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await in_the_middle():  # the state of two other processes: polled
+            assert asyncio.get_running_loop().time() < deadline, jobs(engine)
+            await asyncio.sleep(0.02)
         await kill9(headend)
 
         at_kill = jobs(engine)
@@ -86,10 +100,18 @@ async def test_kill9_during_trips_and_permit_closes_then_restart(tmp_path: Path)
         # trips that reached the meter (relay open) but were not recorded as done
         before = await look(port, METERS)
         executed_unrecorded = {
-            i
-            for i in running
-            if at_kill[i].kind.value == "trip" and before[at_kill[i].address].relay_open
+            i for i in running if i.startswith("trip-") and before[at_kill[i].address].relay_open
         }
+        assert executed_unrecorded  # the kill came between the meter's trip and its record
+
+        # queued while the head-end is down, with a deadline that passes before it is back
+        late = JobSpec(
+            JobKind.GUARANTEE_ON,
+            METERS[0],
+            id="late",
+            deadline=datetime.now() + timedelta(seconds=0.5),
+        )
+        JobStore(engine).submit(late, datetime.now())
 
         headend = await start_headend(url, *run)
         try:
@@ -100,6 +122,9 @@ async def test_kill9_during_trips_and_permit_closes_then_restart(tmp_path: Path)
 
         after = jobs(engine)
         log_after = attempts(engine)
+        expired = after.pop("late")  # failed at its deadline, with the reason, never sent
+        assert expired.state is JobState.EXPIRED and "late" not in log_after
+        assert expired.reason is not None and "deadline" in expired.reason
         for job_id, job in after.items():
             assert job.state is JobState.SUCCEEDED, (job_id, job.state, job.reason)
         # succeeded before the kill: not run again, command log untouched
@@ -118,6 +143,7 @@ async def test_kill9_during_trips_and_permit_closes_then_restart(tmp_path: Path)
         meters = await look(port, METERS)
         assert {m: v.trips for m, v in meters.items()} == dict.fromkeys(METERS, 1)
         assert not any(v.trip_command for v in meters.values())
+        assert not any(v.guaranteed for v in meters.values())  # the expired job never ran
         print(
             f"at the kill: {len(done_before)} succeeded, {len(running)} running "
             f"({len(executed_unrecorded)} trips already executed on the meter), "
