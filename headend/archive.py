@@ -3,7 +3,8 @@
 One CSV file carries both kinds of record; the ``record`` column says which
 (``channel`` or ``meter``). A file whose header has no ``record`` column holds one
 kind only: meters if it has an ``address`` column, channels otherwise. Columns may
-come in any order; unknown columns are an error; empty cells mean "not set".
+come in any order; unknown columns are an error; empty cells mean "not set"; a
+cell with a control character (NUL, …) makes its row a bad row.
 UTF-8 (with or without BOM) is expected; GB 18030 (Excel in Chinese locales) is
 accepted too. Blank lines and lines starting with ``#`` are skipped.
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +111,8 @@ _FIELDS_BY_CHANNEL_KIND: Final = {
     ChannelKind.SERIAL: {"serial_port", "baud", "parity"},
     ChannelKind.MQTT: {"host", "port", "mqtt_topic"},
 }
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+"""Control characters: never part of a value (PostgreSQL refuses NUL in text)."""
 _TRUE: Final = {"true", "1", "yes", "y", "t"}
 _FALSE: Final = {"false", "0", "no", "n", "f"}
 _BATCH: Final = 5000
@@ -295,7 +299,15 @@ def _check_address(text: str) -> str:
     return text
 
 
+def _no_control(row: Mapping[str, str]) -> None:
+    for name, value in row.items():
+        text = value.strip()
+        if _CONTROL.search(text):
+            raise _RowInvalid(f"{name} {text!r} contains a control character; remove it")
+
+
 def _channel_values(row: Mapping[str, str]) -> dict[str, Any]:
+    _no_control(row)
     _required(row, _CHANNEL_REQUIRED)
     kind = ChannelKind(_choice(row, "kind", [k.value for k in ChannelKind], fold=True))
     allowed = _FIELDS_BY_CHANNEL_KIND[kind]
@@ -342,6 +354,7 @@ def _channel_values(row: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _meter_values(row: Mapping[str, str]) -> dict[str, Any]:
+    _no_control(row)
     _required(row, _METER_REQUIRED)
     active_text = (_opt(row, "active") or "true").lower()
     if active_text not in _TRUE | _FALSE:

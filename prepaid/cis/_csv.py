@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,8 @@ _ALIASES: Final = {
     "渠道": "source",
 }
 _BATCH: Final = 500
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+"""Control characters: never part of a value (PostgreSQL refuses NUL in text)."""
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while rows are credited."""
@@ -169,6 +172,11 @@ def _paid_at(text: str) -> datetime | None:
         ) from None
 
 
+def _escaped(text: str) -> str:
+    """``text`` stripped, control characters written as ``\\xNN`` (a refused id is kept)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.strip())
+
+
 def _order(values: dict[str, str], name: str, line: int) -> PaymentOrder:
     missing = [c for c in _REQUIRED if not values.get(c, "").strip()]
     if missing:
@@ -177,6 +185,8 @@ def _order(values: dict[str, str], name: str, line: int) -> PaymentOrder:
     account_no = check_account_no(values["account_no"])
     amount = parse_yuan(values["amount"], what="amount")
     source = values.get("source", "").strip() or "csv"
+    if _CONTROL.search(source):
+        raise CisError(f"source {source!r} contains a control character; remove it")
     return PaymentOrder(
         payment_id,
         account_no,
@@ -226,8 +236,8 @@ def import_payments(
                 Rejection(
                     "csv-row",
                     str(exc),
-                    operation_id=values.get("payment_id", "").strip()[:64] or None,
-                    account_no=values.get("account_no", "").strip()[:32] or None,
+                    operation_id=_escaped(values.get("payment_id", ""))[:64] or None,
+                    account_no=_escaped(values.get("account_no", ""))[:32] or None,
                     source=f"{name}:{line}",
                 )
             )

@@ -7,6 +7,7 @@ atheris run per target proves the CLI and the coverage-guided engine work end to
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
@@ -15,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -205,3 +207,73 @@ def test_bench_fuzz_runs_every_target_under_atheris(tmp_path: Path) -> None:
         assert t["inputs"] > 0 and t["coverage"] > 0, t
         assert 0 < t["peak_rss_mib"] < 2048, t
         assert any((tmp_path / t["target"] / "corpus").iterdir())
+
+
+# --------------------------------------------------------------------------- control characters
+
+
+def test_an_archive_cell_with_a_control_character_is_a_bad_row(tmp_path: Path) -> None:
+    # Found by the archive harness: a NUL byte in a cell was stored as is. PostgreSQL
+    # refuses NUL in text, so there the whole import failed with a driver error
+    # (psycopg DataError, not ArchiveFormatError) and no row loaded.
+    from headend.archive import import_archive
+    from headend.db import migrate, open_database
+
+    engine = open_database(f"sqlite:///{tmp_path / 'archive.db'}")
+    migrate(engine)
+    csv_text = (
+        "name,kind,host,port\n"
+        "gw\x001,tcp,127.0.0.1,6455\n"
+        "gw2,tcp,10.0.0.\x07,6455\n"
+        "gw3,tcp,127.0.0.1,6456\n"
+    )
+    report = import_archive(engine, io.StringIO(csv_text))
+    assert report.channels_loaded == 1
+    assert [(e.line, e.reason) for e in report.errors] == [
+        (2, "name 'gw\\x001' contains a control character; remove it"),
+        (3, "host '10.0.0.\\x07' contains a control character; remove it"),
+    ]
+    with engine.connect() as c:
+        assert c.exec_driver_sql("SELECT name FROM headend_channel").scalars().all() == ["gw3"]
+    engine.dispose()
+
+
+def test_a_payment_row_with_a_control_character_is_a_bad_row_and_recorded(
+    tmp_path: Path,
+) -> None:
+    # Found by the payments harness: a NUL in the source column went into the ledger
+    # (on PostgreSQL the batch failed: "cannot credit 1 payment(s): the ledger database
+    # failed"), and a NUL in a refused row's payment id made the rejection record fail,
+    # so every refused row of the file went unrecorded.
+    from prepaid.cis import LedgerCis, import_payments
+    from prepaid.cis.tables import movement, rejection
+    from prepaid.db import migrate, open_database
+
+    engine = open_database(f"sqlite:///{tmp_path / 'cis.db'}")
+    migrate(engine)
+    ledger = LedgerCis(engine, clock=SteppedClock(datetime(2026, 3, 10, 9, 30)))
+    path = tmp_path / "payments.csv"
+    path.write_text(
+        "payment_id,account_no,amount,source\n"
+        "P-1,A1,1.00,bank\x00x\n"
+        "P\x002,A1,2.00,bank\n"
+        "P-3,A1,3.00,bank\n",
+        encoding="utf-8",
+    )
+    report = import_payments(ledger, path)
+    assert (report.credited, report.credited_fen) == (1, 300)
+    assert [(e.line, e.reason) for e in report.errors] == [
+        (2, "source 'bank\\x00x' contains a control character; remove it"),
+        (
+            3,
+            "payment id 'P\\x002' must be 1 to 64 printable characters "
+            "(the CIS serial number of the transaction)",
+        ),
+    ]
+    assert ledger.balance("A1") == 300
+    with engine.connect() as c:
+        sources = c.execute(sa.select(movement.c.source)).scalars().all()
+        refused = c.execute(sa.select(rejection.c.operation_id).order_by(rejection.c.id)).all()
+    assert all("\x00" not in s for s in sources)
+    assert [r[0] for r in refused] == ["P-1", "P\\x002"]
+    engine.dispose()
