@@ -579,3 +579,28 @@ def test_the_command_line_refuses_without_the_role(
     assert after == before
     actions = [e.action for e in w.audit.query() if e.id > last]
     assert actions[0] == "login" and actions[1].endswith(".refused"), actions
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="feikong messages enqueue (feikong/cmd_messages.py enqueue_command) queues any "
+    "template — a custom SMS, a disconnection notice — for any customers with no login, no "
+    "role (send-custom-sms) and no audit entry; `feikong service custom-sms` checks all three",
+)
+def test_queueing_a_custom_sms_on_the_command_line_needs_the_role(tmp_path: Path) -> None:
+    w = _world(tmp_path)
+    recipients = tmp_path / "to.csv"
+    recipients.write_text(
+        f"customer_no,name,phone,address,area\n{CUSTOMERS[0]},户1,13800138001,幸福路1号,A1\n",
+        encoding="utf-8",
+    )
+    before = _state(w.engine)
+    result = runner.invoke(
+        app,
+        [
+            *("messages", "enqueue", "custom", "--to", str(recipients), "--episode", "e1"),
+            *("--set", "text=电费优惠，请点击链接缴费", "--db", url_of(w.engine)),
+        ],
+    )
+    assert result.exit_code != 0, result.output
+    assert _state(w.engine) == before
