@@ -44,6 +44,7 @@ def _root(
 def _register() -> None:
     from . import (
         cmd_bench,
+        cmd_bench_console,
         cmd_bench_fleet,
         cmd_bench_fuzz,
         cmd_bench_payments,
@@ -99,6 +100,7 @@ def _register() -> None:
     cmd_bench_reads.register(bench_app)
     cmd_bench_trips.register(bench_app)
     cmd_bench_payments.register(bench_app)
+    cmd_bench_console.register(bench_app)
     cmd_bench_fuzz.register(bench_app)
     cmd_rating.register_bench(bench_app)
     cmd_service.register_bench(bench_app)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
+from feikong.cmd_bench_console import run_console_bench
 from feikong.cmd_bench_payments import run_payments_bench
 from feikong.cmd_bench_trips import run_trips_bench
 from prepaid.balance import adopt_opening_balances, realtime_balance, sync_balances
@@ -156,3 +157,27 @@ async def test_trips_bench_sees_a_meter_tripped_twice() -> None:
     assert figures["double_jobs"] == 5 and figures["repeated_trip_commands"] == 5
     # the relay was already open: the meter records one trip (no new 1D record)
     assert figures["tripped_meters"] == 20
+
+
+# --------------------------------------------------------------------------- the console
+
+
+def test_console_bench_answers_every_query_and_drives_the_app(tmp_path: Path) -> None:
+    """``feikong bench console --customers 10000``: every search finds the customer it
+    was given (a whole number, meter; a page of 50 for a surname or an area), the detail
+    loads, the dashboard covers every supply unit, and the real app shows a page of
+    results and a customer's detail."""
+    result = run_console_bench(customers=10_000, repeat=5, days=2)
+    figures = dict(result.lines())
+    assert figures["customers"] == 10_000
+    # exact keys find exactly the picked customer, five times out of five
+    assert figures["search_customer_no_rows"] == 5 and figures["search_meter_rows"] == 5
+    assert figures["search_area_rows"] >= 5 and figures["search_name_rows"] >= 5
+    assert figures["search_phone_rows"] >= 5
+    assert figures["detail_rows"] > 5 * 2  # account + its readings, charges, … each time
+    assert figures["dashboard_rows"] > 0
+    for name in ("search_customer_no", "search_name", "detail", "dashboard"):
+        assert figures[f"{name}_p99_ms"] is not None
+    assert figures["app_search_rows"] == 50  # a surname: a full first page
+    assert figures["app_detail_ms"] > 0
+    assert figures["app_first_page_ms"] >= figures["app_search_ms"]
