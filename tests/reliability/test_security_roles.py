@@ -20,8 +20,10 @@ the end (a refused step exits 1 with ``refused: …``).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import shutil
+import tempfile
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -91,8 +93,11 @@ class World:
         return AuditLog(self.engine, self.clock)
 
 
-def _world(folder: Path) -> World:
-    database = folder / "feikong.db"
+_world_template: Path | None = None
+
+
+def _build(database: Path) -> None:
+    """The world's database: accounts rated, meters in the archive, the staff."""
     shutil.copyfile(_template_file(), database)
     engine = open_database(f"sqlite:///{database}")
     clock = SteppedClock(MONDAY)
@@ -105,8 +110,7 @@ def _world(folder: Path) -> World:
     for meter in METERS:
         _reading(engine, meter, yesterday, "1000.00")
     rate_accounts(engine, ids, yesterday, clock=clock)
-    ledger = LedgerCis(engine, clock=clock)
-    adopt_opening_balances(engine, ledger)
+    adopt_opening_balances(engine, LedgerCis(engine, clock=clock))
     for meter in METERS:
         _reading(engine, meter, clock.now().date(), "1020.00")
     users = make_users(engine, clock)
@@ -114,26 +118,39 @@ def _world(folder: Path) -> World:
     users.add(
         TARGET, display_name="target", password=PASSWORD, roles=[Role.AUDITOR], by=staff["admin"]
     )
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+
+
+def _world(folder: Path) -> World:
+    """A copy of the world's database (built once per run) and the services over it."""
+    global _world_template
+    if _world_template is None:
+        home = Path(tempfile.mkdtemp(prefix="feikong-roles-"))
+        atexit.register(shutil.rmtree, home, True)
+        _build(home / "world.db")
+        _world_template = home / "world.db"
+    database = folder / "feikong.db"
+    shutil.copyfile(_world_template, database)
+    engine = open_database(f"sqlite:///{database}")
+    clock = SteppedClock(MONDAY)
+    users = make_users(engine, clock)
+    staff = {("admin" if o.login == "root" else o.login.replace(".", "-")): o for o in users.list()}
+    with engine.connect() as conn:
+        ids = [
+            int(r[0]) for r in conn.execute(sa.text("SELECT id FROM prepaid_account ORDER BY id"))
+        ]
     fc = FeeControl(
         engine,
         QueuedHeadendService(engine),
         clock=clock,
         config=WorkflowConfig(require_dunning=False),
     )
-    payments = PaymentService(engine, ledger, clock=clock)
+    payments = PaymentService(engine, LedgerCis(engine, clock=clock), clock=clock)
     vending = Vending(engine, payments, SimulatedEncryptionMachine(bytes(range(16))), clock=clock)
-    return World(
-        folder,
-        engine,
-        clock,
-        users,
-        staff,
-        fc,
-        payments,
-        vending,
-        MeterCommands(engine, clock),
-        ids,
-    )
+    meters = MeterCommands(engine, clock)
+    return World(folder, engine, clock, users, staff, fc, payments, vending, meters, ids[:3])
 
 
 _NOT_STATE = frozenset({"prepaid_audit", "prepaid_audit_head"})
@@ -143,18 +160,10 @@ def _state(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table but the audit log's (which records the refusals)."""
     out: dict[str, list[tuple[Any, ...]]] = {}
     with engine.connect() as conn:
-        names = sa.inspect(conn).get_table_names()
-        for name in names:
-            if name in _NOT_STATE:
-                continue
-            rows = conn.execute(
-                sa.select(
-                    sa.table(
-                        name, *[sa.column(c["name"]) for c in sa.inspect(conn).get_columns(name)]
-                    )
-                )
-            )
-            out[name] = sorted((tuple(r) for r in rows), key=repr)
+        for name in sa.inspect(conn).get_table_names():
+            if name not in _NOT_STATE:
+                rows = conn.exec_driver_sql(f'SELECT * FROM "{name}"')
+                out[name] = sorted((tuple(r) for r in rows), key=repr)
     return out
 
 
