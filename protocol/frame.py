@@ -100,17 +100,19 @@ def encode_frame(frame: Frame, preamble: int = 4) -> bytes:
     data = frame.data
     if len(data) > MAX_DATA:
         raise FrameError(f"data field of {len(data)} bytes exceeds {MAX_DATA}")
-    if not 0 <= frame.control <= 0xFF:
-        raise FrameError(f"control byte {frame.control} is out of range")
+    control = frame.control
+    if not 0 <= control <= 0xFF:
+        raise FrameError(f"control byte {control} is out of range")
     address = frame.address
-    if type(address) is not Address:
-        address = Address(address)  # validated once; an Address is valid by construction
-    body = (
-        b"\x68"
-        + address.wire
-        + bytes((START, frame.control, len(data)))
-        + data.translate(_SCRAMBLE)
-    )
+    head = _HEADS.get(address) if type(address) is Address else None
+    if head is None:
+        if type(address) is not Address:
+            address = Address(address)  # validated once; an Address is valid by construction
+        head = b"\x68" + address.wire + b"\x68"
+        if len(_HEADS) >= _ADDRESS_CACHE_SIZE:
+            _HEADS.clear()
+        _HEADS[address] = head
+    body = head + bytes((control, len(data))) + data.translate(_SCRAMBLE)
     return PREAMBLE[:preamble] + body + bytes((sum(body) & 0xFF, END))
 
 
@@ -155,6 +157,10 @@ def decode_frame(buf: bytes | bytearray) -> tuple[Frame, int]:
 
 
 _ADDRESS_CACHE: Final[dict[bytes, Address]] = {}
+"""Addresses decoded from their wire bytes (valid ones only)."""
+_HEADS: Final[dict[str, bytes]] = {}
+"""``68 A0..A5 68`` of the addresses encoded (a master and a fleet send to the same
+meters again)."""
 _ADDRESS_CACHE_SIZE: Final = 1 << 16
 _new_frame: Final = tuple.__new__
 

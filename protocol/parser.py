@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from .errors import ChecksumError, FrameError, ProtocolError
-from .frame import HEADER_SIZE, Frame, decode_frame
+from .frame import _ADDRESS_CACHE, _UNSCRAMBLE, HEADER_SIZE, Frame, decode_frame
+
+_END: Final = 0x16
+_WAKE4: Final = b"\xfe\xfe\xfe\xfe"
+_new_frame: Final = tuple.__new__
 
 __all__ = ["ParserStats", "StreamParser"]
 
@@ -76,7 +80,8 @@ class StreamParser:
                 pos = n
                 break
             if start > pos:
-                self._skip(buf, pos, start)
+                if start - pos != 4 or buf[pos:start] != _WAKE4:  # not just the wake-up bytes
+                    self._skip(buf, pos, start)
                 pos = start
             if n - pos < HEADER_SIZE:
                 break  # wait for the header
@@ -96,6 +101,17 @@ class StreamParser:
                 self.stats.framing_errors += 1
                 pos = later
                 continue
+            end = pos + total - 2
+            if buf[end + 1] == _END and sum(buf[pos:end]) & 0xFF == buf[end]:
+                # The usual case, decoded here as decode_frame would: a good frame
+                # from an address seen before (anything else goes through decode_frame).
+                address = _ADDRESS_CACHE.get(bytes(buf[pos + 1 : pos + 7]))
+                if address is not None:
+                    data = bytes(buf[pos + HEADER_SIZE : end]).translate(_UNSCRAMBLE)
+                    frames.append(_new_frame(Frame, (address, buf[pos + 8], data)))
+                    self.stats.frames += 1
+                    pos += total
+                    continue
             try:
                 frame, used = decode_frame(buf[pos : pos + total])
             except ChecksumError as exc:
