@@ -185,7 +185,12 @@ def reminders_run_command(
         try:
             require(operator, Action.CREATE_DUNNING)
         except _service_error() as exc:
-            fail(str(exc), 1)
+            from prepaid.audit import AuditLog
+
+            AuditLog(engine, clock).record(
+                operator, "reminders.run.refused", "reminders:run", {"reason": str(exc)}
+            )
+            fail(f"refused: {exc}", 1)
         by = operator.login
     with _progress("reminders", not as_json) as progress:
         try:
