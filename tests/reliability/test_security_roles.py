@@ -565,6 +565,7 @@ CLI_CASES = [
     ("users grant", ["users", "grant", TARGET, "operator"], "operator"),
     ("disconnect request", ["disconnect", "request", CUSTOMERS[0]], "customer.service"),
     ("vend sell", ["vend", "sell", LOCAL, "50.00", "--sale-id", "S-9"], "auditor"),
+    ("reminders run --manual", ["reminders", "run", "--manual"], "fault.handler"),
 ]
 
 
