@@ -572,11 +572,22 @@ class HeadEnd:
         }
 
     def save_status(self, *, running: bool = True) -> None:
+        self._write_status(self.snapshot(running=running), self.clock.now())
+
+    async def _save_status_aside(self) -> None:
+        """Save the status from a worker thread: a locked database (the busy timeout is
+        5 s) must not stop the event loop, and with it every channel, for a snapshot."""
+        await asyncio.to_thread(self._write_status, self.snapshot(), self.clock.now())
+
+    def _write_status(self, data: dict[str, Any], now: datetime) -> None:
         try:
-            self.runner.store.save_status(
-                STATUS_NAME, self.snapshot(running=running), self.clock.now()
+            self.runner.store.save_status(STATUS_NAME, data, now)
+        except SQLAlchemyError as exc:  # locked or unreachable: the next round retries
+            log.warning(
+                "cannot record the head-end status (%s); the next round tries again",
+                getattr(exc, "orig", None) or exc,
             )
-        except Exception:  # the database may be briefly locked; the next round retries
+        except Exception:  # a bug must not stop the head-end: logged with its traceback
             log.exception("cannot record the head-end status")
 
     async def _status_loop(self) -> None:
@@ -584,7 +595,7 @@ class HeadEnd:
         ended = self.bus.subscribe((CommandSucceeded, CommandFailed), maxsize=1)
         try:
             while True:
-                self.save_status()
+                await self._save_status_aside()
                 period = asyncio.ensure_future(self.clock.sleep(self.settings.status_every_s))
                 job_end = asyncio.ensure_future(ended.get())
                 try:
@@ -667,7 +678,7 @@ class HeadEnd:
             if again.missing == 0:
                 break
         self.collections.append(entry)
-        self.save_status()
+        await self._save_status_aside()
         waiters, self._collection_waiters = self._collection_waiters, []
         for waiter in waiters:
             if not waiter.done():
