@@ -9,6 +9,7 @@ and computes the next chunks while the current one is written, so both cores wor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import queue
@@ -167,7 +168,12 @@ def _reader_process(
     di: int,
     out: Any,
 ) -> None:
-    """The reader of a pipelined run, in its own process: fetch and plan every chunk."""
+    """The reader of a pipelined run, in its own process: fetch and plan every chunk.
+
+    It stops as soon as the writer is gone (killed, even with SIGKILL): otherwise it
+    would wait forever on the full hand-off queue, holding the database open.
+    """
+    parent = multiprocessing.parent_process()
     try:
         engine = open_database(url)
         with engine.connect() as connection:
@@ -175,10 +181,33 @@ def _reader_process(
             store = store_for(connection, di, _tou_tariffs(catalog))
         scopes = [Scope(lo, hi) for lo, hi in ranges]
         for scope, plan, looked_at in _planned(engine, store, scopes, day, catalog, options):
-            out.put((scope.lo, scope.hi, plan, looked_at))
-        out.put(None)
+            _hand_over(out, (scope.lo, scope.hi, plan, looked_at), parent)
+        _hand_over(out, None, parent)
+    except _WriterGone:
+        log.warning("the rating writer is gone: the reader stops")
     except BaseException as exc:  # handed to the writer, which raises it
-        out.put(RatingRunError(f"the rating reader failed: {type(exc).__name__}: {exc}"))
+        with contextlib.suppress(_WriterGone):
+            _hand_over(
+                out,
+                RatingRunError(f"the rating reader failed: {type(exc).__name__}: {exc}"),
+                parent,
+            )
+
+
+class _WriterGone(Exception):
+    """The process that started a rating reader has ended."""
+
+
+def _hand_over(out: Any, item: object, parent: Any) -> None:
+    """``out.put(item)``, but give up when ``parent`` (the writer) has ended."""
+    while True:
+        if parent is not None and not parent.is_alive():
+            raise _WriterGone
+        try:
+            out.put(item, timeout=0.5)
+        except queue.Full:
+            continue
+        return
 
 
 def _pipelined(
