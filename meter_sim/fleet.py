@@ -67,7 +67,7 @@ from protocol import (
     decode_message,
 )
 from protocol.frame import encode_frame
-from protocol.messages import Message, to_frame
+from protocol.messages import Message, ReadReply, to_frame
 
 from .config import BreakerKind, MeterConfig, SimulatedMeter
 
@@ -343,7 +343,9 @@ class Fleet:
             return None
         if faults.wrong_address:
             out = to_frame(faults.wrong_address, reply)
-        else:  # the hot path: the address is already checked
+        elif type(reply) is ReadReply and not reply.follow_up:  # the hot path: a read reply
+            out = Frame(meter.address, _READ_REPLY, reply.di.to_bytes(4, "little") + reply.raw)
+        else:  # the address is already checked
             out = Frame(meter.address, reply.control, reply.to_data())
         if faults.late_reply_s > 0:
             await asyncio.sleep(faults.late_reply_s)
@@ -399,6 +401,7 @@ class Fleet:
 
 
 _READ: Final = 0x11
+_READ_REPLY: Final = 0x91
 _READS: dict[bytes, Message] = {}
 """Plain 11H read requests by their data (the DI): a fleet is asked a few DIs many times."""
 

@@ -59,7 +59,7 @@ from protocol import (
     StatusWord3,
 )
 from protocol.clock import Clock
-from protocol.codes import BAUD_RATES, ControlCommand
+from protocol.codes import BAUD_RATES, DIRECTION, FUNCTION_MASK, ControlCommand
 from protocol.di import decode_value, encode_value, format_di
 from protocol.errors import DataError, SecurityError
 from protocol.messages import (
@@ -142,6 +142,8 @@ class Meter:
 
     KIND: ClassVar[MeterKind] = MeterKind.REMOTE
     PARAMETERS: ClassVar[Mapping[int, ParameterSpec]] = PARAMETERS
+    _AFTER_TOUCH: ClassVar[bool] = False
+    """Whether the class has an :meth:`_after_touch` of its own (set per subclass)."""
 
     __slots__ = (
         "_accrued_s",
@@ -177,6 +179,10 @@ class Meter:
         "relay",
         "trip_log",
     )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._AFTER_TOUCH = cls._after_touch is not Meter._after_touch
 
     def __init__(
         self,
@@ -344,8 +350,13 @@ class Meter:
 
     def _next_due(self) -> float | None:
         """The earliest shared-clock second something is due (extend with ``min``)."""
-        dues = [d for d in (self._permit_due, self._trip_due) if d is not None]
-        return min(dues) if dues else None
+        permit = self._permit_due
+        trip = self._trip_due
+        if permit is None:
+            return trip
+        if trip is None:
+            return permit
+        return min(permit, trip)
 
     async def _on_due(self, shared_s: float) -> None:
         """Fire what is due at ``shared_s`` (energy is accrued to that time already)."""
@@ -374,11 +385,13 @@ class Meter:
 
     async def handle(self, frame: Frame, message: Message) -> Message | None:
         """Answer one request (see :class:`meter_sim.config.SimulatedMeter`); never raises."""
-        if frame.is_reply:
-            return None
+        control = frame.control
+        if control & DIRECTION:
+            return None  # a reply, not a request
         target = frame.address
-        function = frame.function
-        if target.is_broadcast:
+        function = control & FUNCTION_MASK
+        broadcast = target.is_broadcast
+        if broadcast:
             if function not in _BROADCAST_OK:
                 return None
         elif target != self._address and (
@@ -388,14 +401,17 @@ class Meter:
         try:
             async with self._lock:
                 await self._touch()
-                reply = await self._dispatch(frame, message)
+                if type(message) is ReadRequest:  # the usual request, without a coroutine
+                    reply = self._read(message)
+                else:
+                    reply = await self._dispatch(frame, message)
         except Refused as exc:
             _log.info("%s: %s refused: %s", self._address, frame.describe_control(), exc)
             reply = ErrorReply(function, exc.error)
         except Exception:
             _log.exception("%s: failed on %s", self._address, frame.describe_control())
             reply = ErrorReply(function, ErrorWord.OTHER)
-        return None if target.is_broadcast else reply
+        return None if broadcast else reply
 
     async def refresh(self) -> None:
         """Touch the meter now (accrue, fire what is due, read the breaker feedback)."""
@@ -863,7 +879,8 @@ class Meter:
         self.auth.expire(shared)
         await self._observe()
         self._arm()
-        await self._after_touch()
+        if self._AFTER_TOUCH:
+            await self._after_touch()
 
     def _advance(self, to_s: int) -> None:
         """Accrue energy up to meter second ``to_s``, taking every 00:00 on the way."""
@@ -885,14 +902,17 @@ class Meter:
     def _accrue(self, day: int, start: int, end: int) -> None:
         if end <= start or not self.relay.flowing:
             return
-        steps = self.registers.add_forward(self.profile.energy(day, start, end))
+        profile = self.profile
+        # From 00:00 the energy is what the day used before ``end`` (none before 00:00).
+        energy = profile.cumulative(day, end) if start == 0 else profile.energy(day, start, end)
+        steps = self.registers.add_forward(energy)
         if any(steps):
             self._on_energy(steps, day * DAY + end)
 
     def _midnight(self, day: int) -> None:
         """00:00: daily freeze (日冻结), monthly settlement (结算) on the 1st, ESAM reset."""
         self._take_freeze(self.daily_freezes, day * (DAY // 60))
-        if from_seconds(day * DAY).day == 1:
+        if _first_of_month(day):
             self.registers.settle()
         if self.auth.esam.mac_errors:
             self.auth.esam.reset_mac_errors()
@@ -1068,3 +1088,16 @@ class Meter:
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+_FIRST_OF_MONTH: dict[int, bool] = {}
+"""Day number (days since 2000-01-01) → whether it is the 1st of a month."""
+
+
+def _first_of_month(day: int) -> bool:
+    first = _FIRST_OF_MONTH.get(day)
+    if first is None:
+        if len(_FIRST_OF_MONTH) > 4096:
+            _FIRST_OF_MONTH.clear()
+        first = _FIRST_OF_MONTH[day] = from_seconds(day * DAY).day == 1
+    return first

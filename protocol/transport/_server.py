@@ -323,9 +323,8 @@ class FrameSession:
 
     def _on_frame(self, frame: Frame) -> None:
         answer = self._answer(frame)
-        loop = asyncio.get_running_loop()
         if not self.server.eager:
-            self._tasks.add(loop.create_task(answer))
+            self._track(asyncio.get_running_loop().create_task(answer))
             return
         # Most answers need no waiting: run the handler now, no task, no loop turn.
         try:
@@ -335,13 +334,15 @@ class FrameSession:
         except BaseException:
             logger.exception("%s: answering %s failed", self.label, frame.describe_control())
             return
-        self._tasks.add(loop.create_task(_Resumed(answer, awaited)))
+        self._track(asyncio.get_running_loop().create_task(_Resumed(answer, awaited)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        """Keep an answer's task until it is done (:meth:`close` cancels those left)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, frame: Frame) -> None:
-        try:
-            answer = await self.server._reply(frame, self.label)
-        finally:
-            self._tasks.discard(asyncio.current_task())
+        answer = await self.server._reply(frame, self.label)
         if answer is None or self._closed:
             return
         self._out.append(answer[0])
