@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -489,6 +490,7 @@ class ArchiveTarget(_FileTarget):
         except ArchiveFormatError:
             return
         channels, meters = self._contents()
+        _no_control_stored([*channels, *meters])
         if len(channels) != report.channels_loaded or len(meters) != report.meters_loaded:
             raise Finding(
                 f"report says {report.channels_loaded} channels and {report.meters_loaded} "
@@ -539,6 +541,17 @@ class ArchiveTarget(_FileTarget):
     def close(self) -> None:
         self._engine.dispose()
         super().close()
+
+
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_stored(rows: list[tuple[Any, ...]]) -> None:
+    """Text stored with a control character: PostgreSQL refuses NUL, a reader is misled."""
+    for row in rows:
+        for value in row:
+            if isinstance(value, str) and _CONTROL.search(value):
+                raise Finding(f"stored {value!r} (row {row}) holds a control character")
 
 
 class CisCsvTarget(_FileTarget):
@@ -599,6 +612,9 @@ class CisCsvTarget(_FileTarget):
         except CsvFormatError:
             return
         held = self._held()
+        refused = self._stored_rows()
+        if len(refused) != len(report.errors):
+            raise Finding(f"{len(report.errors)} bad rows but {len(refused)} recorded rejections")
         if held != report.credited_fen:
             raise Finding(f"report credited {report.credited_fen} fen, the ledger holds {held}")
         mismatches = self._ledger.audit()
@@ -612,6 +628,15 @@ class CisCsvTarget(_FileTarget):
                 f"second import: {again.duplicates} duplicates, expected "
                 f"{report.credited + report.duplicates}"
             )
+
+    def _stored_rows(self) -> list[tuple[Any, ...]]:
+        """Every stored row (checked for control characters); returns the rejections."""
+        sa = self._sa
+        rejection = self._tables[1]
+        with self._engine.connect() as c:
+            rows = {t.name: [tuple(r) for r in c.execute(sa.select(t))] for t in self._tables}
+        _no_control_stored([row for table in rows.values() for row in table])
+        return rows[rejection.name]
 
     def _held(self) -> int:
         sa = self._sa
