@@ -137,6 +137,9 @@ _FREEZE_TIME_BASE: Final = 0x05060000
 _FORWARD_BASE: Final = 0x05060100
 _BLOCK_BASE: Final = 0x0506FF00
 _SEPARATOR: Final = 0xAA
+_REGISTER: Final = 100_000_000
+"""One energy register of a block: 8 BCD digits."""
+_new_frame: Final = tuple.__new__
 _QUANTITY: Final = "forward-active-energy"
 
 Progress = Callable[[int, int], None]
@@ -374,11 +377,16 @@ def _energy_block(raw: bytes, address: str) -> list[int]:
         )
     digits = raw[::-1].hex()  # register 4 first: register i is digits[32 - 8i : 40 - 8i]
     try:
-        return [int(digits[32 - 8 * i : 40 - 8 * i]) for i in range(5)]
+        value = int(digits)  # hex() gives 0-9 and a-f only: int() refuses anything not BCD
     except ValueError:
         raise _Missing(
             "bad-reply", f"meter {address}: energy block {raw.hex().upper()} is not BCD"
         ) from None
+    value, b0 = divmod(value, _REGISTER)
+    value, b1 = divmod(value, _REGISTER)
+    value, b2 = divmod(value, _REGISTER)
+    b4, b3 = divmod(value, _REGISTER)
+    return [b0, b1, b2, b3, b4]
 
 
 # --------------------------------------------------------------------------- the run
@@ -424,10 +432,16 @@ def _sqlite_time(t: datetime) -> str:
     return text if len(text) > 19 else text + ".000000"
 
 
-def _write_statuses(connection: Connection, rows: list[_Status]) -> None:
+def _write_statuses(
+    connection: Connection,
+    rows: list[_Status],
+    text: dict[date | datetime | None, str | None] | None = None,
+) -> None:
+    """Upsert status rows; ``text`` has SQLite texts of dates and times already made."""
     name = connection.dialect.name
     if name == "sqlite":
-        text: dict[date | datetime | None, str | None] = {None: None}
+        if text is None:
+            text = {None: None}
         params: list[tuple[Any, ...]] = []
         for a, d, s, e, t, f in rows:
             day = text.get(d)
@@ -464,22 +478,22 @@ def _write_sqlite(connection: Connection, batch: _Batch) -> int:
     prepared statement for the whole batch; its row count adds up the rows
     inserted (a reading already stored counts 0).
     """
-    days: dict[date, str] = {}
-    times: dict[datetime, str] = {}
+    # A reading and its status share the collection time: its text is made once.
+    text: dict[date | datetime | None, str | None] = {None: None}
     params: list[tuple[Any, ...]] = []
     for a, di, d, v, e, t in batch.readings:
-        day = days.get(d)
+        day = text.get(d)
         if day is None:
-            day = days[d] = d.isoformat()
-        when = times.get(t)
+            day = text[d] = d.isoformat()
+        when = text.get(t)
         if when is None:
-            when = times[t] = _sqlite_time(t)
+            when = text[t] = _sqlite_time(t)
         params.append((a, di, day, v, e, when))
     written = 0
     if params:
         written = max(0, connection.exec_driver_sql(_INSERT_READING, params).rowcount)
     if batch.statuses:
-        _write_statuses(connection, batch.statuses)
+        _write_statuses(connection, batch.statuses, text)
     return written
 
 
@@ -566,7 +580,8 @@ class _Run:
                     f"(it would be freeze {n}; meters keep {MAX_FREEZE_INDEX})",
                 )
             self.requests += 1
-            reply = await request(address, Frame(wire_address, _READ, _BLOCK_DI_BYTES[n]))
+            frame = _new_frame(Frame, (wire_address, _READ, _BLOCK_DI_BYTES[n]))  # Frame(…)
+            reply = await request(address, frame)
             if reply.control != _NORMAL:
                 if reply.control != _ABNORMAL:
                     _refused(reply, address, _BLOCK_BASE | n)

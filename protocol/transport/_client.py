@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 
-from ..codes import FunctionCode
+from ..codes import ABNORMAL, DIRECTION, FunctionCode
 from ..errors import ResponseTimeoutError, TransportError
 from ..frame import MAX_FRAME, Frame, encode_frame
 from ._receiver import FrameReceiver
@@ -482,10 +482,21 @@ class Transport(ABC):
             if waiter is None or waiter.future.done():
                 self._ignore(frame, "no request awaits it")
                 return
-        reason = _mismatch(waiter.request, frame)
-        if reason is not None:
-            self._ignore(frame, reason)
-            return
+        request = waiter.request
+        if not (
+            # the usual reply, at a glance: D7 added to the request's control (no D6: not
+            # abnormal), the request's address (not AA) and its DI
+            frame.control == request.control | DIRECTION
+            and not request.control & ABNORMAL
+            and frame.address == request.address
+            and "A" not in request.address
+            and len(request.data) >= 4
+            and frame.data[:4] == request.data[:4]
+        ):
+            reason = _mismatch(request, frame)
+            if reason is not None:
+                self._ignore(frame, reason)
+                return
         self._settle(waiter, frame)
 
     def _ignore(self, frame: Frame, reason: str) -> None:
