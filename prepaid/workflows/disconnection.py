@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from headend.errors import JobNotFoundError
 from headend.events import CommandFailed, CommandSucceeded, Event, ReadingCollected
 
 from ..balance import realtime_balance, realtime_balances
@@ -1168,6 +1169,11 @@ class DisconnectionWorkflow:
             assert episode.job_id is not None
             try:
                 record = lookup(episode.job_id)
+            except JobNotFoundError:
+                # the process stopped (killed) between recording the job on the episode
+                # and queueing it: queue it now, under the same id
+                self._queue_again(episode, episode.job_id)
+                continue
             except Exception as exc:
                 log.warning(
                     "job %s of %s cannot be looked up: %s", episode.job_id, episode.number, exc
@@ -1191,6 +1197,22 @@ class DisconnectionWorkflow:
             else:
                 continue
             report.recovered.append(episode.number)
+
+    def _queue_again(self, episode: Disconnection, job_id: str) -> None:
+        """A trip or relay check recorded on ``episode`` that the head-end never got."""
+        log.warning(
+            "%s of %s was recorded but never reached the head-end: queued now",
+            job_id,
+            episode.number,
+        )
+        if episode.job_kind == "trip":
+            self._submit_trip(episode, job_id)
+            return
+        try:
+            self.ctx.control.read(episode.meter_address, "relay", job_id=job_id)
+        except Exception as exc:
+            log.warning("relay check %s could not be queued: %s", job_id, exc)
+            self._check_done(self.get(episode.id), job_id, None, f"not queued: {exc}")
 
     # -- head-end outcomes -------------------------------------------------------------
 

@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +320,314 @@ def test_rate_killed_then_rerun_equals_uninterrupted(
     )
     assert third["rated"] == 0 and third["already_rated"] == rated
     assert_same_rating(snapshot(engine), want, DAY)
+
+
+# -- a burst of payments ---------------------------------------------------------------
+
+PAYMENTS_PER_ACCOUNT = 3
+CIS_PAYMENTS = "SELECT count(*) FROM prepaid_cis_movement WHERE kind = 'payment'"
+POSTED = "SELECT count(*) FROM prepaid_cis_posted WHERE kind = 'payment'"
+
+
+def burst_file(engine: Engine, path: Path) -> dict[str, int]:
+    """A CIS payments file: 3 payments per account (6,000), amounts 0.01 … 99.99 yuan."""
+    with engine.connect() as connection:
+        numbers = [
+            r[0]
+            for r in connection.execute(text("SELECT customer_no FROM prepaid_account ORDER BY id"))
+        ]
+    amounts: dict[str, int] = {}
+    lines = ["payment_id,account_no,amount,paid_at,source"]
+    for k in range(PAYMENTS_PER_ACCOUNT):
+        for n, number in enumerate(numbers):
+            payment_id = f"2026010400{k}{n:05d}"
+            fen = 1 + (n * 7919 + k * 104729) % 9999
+            amounts[payment_id] = fen
+            lines.append(
+                f"{payment_id},{number},{fen // 100}.{fen % 100:02d},2026-01-04 09:{k:02d},bank"
+            )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return amounts
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The CIS side: each payment id's movements, each account's balance."""
+
+    movements: dict[str, list[int]]
+    posted: dict[str, int]
+
+    @classmethod
+    def read(cls, engine: Engine) -> Ledger:
+        movements: dict[str, list[int]] = {}
+        with engine.connect() as connection:
+            for op, fen in connection.execute(
+                text(
+                    "SELECT operation_id, amount_fen FROM prepaid_cis_movement"
+                    " WHERE kind = 'payment'"
+                )
+            ):
+                movements.setdefault(op, []).append(int(fen))
+            posted = {
+                op: int(fen)
+                for op, fen in connection.execute(
+                    text(
+                        "SELECT operation_id, amount_fen FROM prepaid_cis_posted"
+                        " WHERE kind = 'payment'"
+                    )
+                )
+            }
+        return cls(movements, posted)
+
+
+def without_today(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Anomalies but those of the day the payments were re-rated for (the real today)."""
+    today = day_number(date.today())
+    return [r for r in rows if r[0] < today]
+
+
+@pytest.fixture(scope="module")
+def paid_reference(
+    province: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, int], Snapshot]:
+    """The burst imported once, uninterrupted, on a copy of the province."""
+    folder = tmp_path_factory.mktemp("paid")
+    ref = copy_sqlite(province, folder / "ref.db")
+    engine = open_database(sqlite_url(ref))
+    try:
+        amounts = burst_file(engine, folder / "burst.csv")
+        done = feikong(
+            "cis", "import", str(folder / "burst.csv"), "--db", sqlite_url(ref), "--json"
+        )
+        report = json.loads(done.stdout)
+        assert report["credited"] == len(amounts) and report["rerated"] == ACCOUNTS
+        return folder / "burst.csv", amounts, snapshot(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("probe", "ready", "where"),
+    [
+        pytest.param(CIS_PAYMENTS, lambda n: n >= 500, "crediting the CIS", id="mid-ledger"),
+        pytest.param(
+            CIS_PAYMENTS,
+            lambda n: n >= ACCOUNTS * PAYMENTS_PER_ACCOUNT,
+            "posting to the balances",
+            id="after-ledger",
+        ),
+        pytest.param(
+            POSTED,
+            lambda n: n >= ACCOUNTS * PAYMENTS_PER_ACCOUNT,
+            "re-rating",
+            id="after-posting",
+        ),
+    ],
+)
+def test_payment_burst_killed_then_delivered_again(
+    crashed: tuple[Path, Engine],
+    paid_reference: tuple[Path, dict[str, int], Snapshot],
+    probe: str,
+    ready: Callable[[int], bool],
+    where: str,
+) -> None:
+    db, engine = crashed
+    csv, amounts, want = paid_reference
+    url = sqlite_url(db)
+
+    proc = start("cis", "import", str(csv), "--db", url)
+    seen, alive = kill9_when(proc, engine, probe, {}, ready)
+    assert alive, f"the import ended before the kill ({where}: {seen})"
+    assert_no_survivors(proc.pid)
+    at_kill = Ledger.read(engine)
+    # never more than once, even at the kill
+    assert all(len(v) == 1 for v in at_kill.movements.values())
+    assert len(at_kill.movements) < len(amounts) or len(at_kill.posted) <= len(amounts)
+
+    # the CIS delivers the same burst again (at least once)
+    again = json.loads(feikong("cis", "import", str(csv), "--db", url, "--json").stdout)
+    assert again["credited"] + again["duplicates"] == len(amounts)
+    assert again["credited"] == len(amounts) - len(at_kill.movements)
+    assert not again["errors"]
+
+    after = Ledger.read(engine)
+    assert {op: v for op, v in after.movements.items()} == {op: [f] for op, f in amounts.items()}, (
+        "a payment lost or credited twice in the CIS"
+    )
+    assert after.posted == amounts, "a payment lost or posted twice to the real-time balance"
+    got = snapshot(engine)
+    assert sum(got.cis.values()) == sum(want.cis.values())
+    assert got.cis == want.cis
+    assert got.realtime == want.realtime
+    assert got.states == want.states, "rating state (balance, outcome …) differs after re-rating"
+    assert got.charges == want.charges
+    assert without_today(got.anomalies) == without_today(want.anomalies)
+    assert {int(r[0]): int(r[7]) for r in got.states} == got.realtime
+    audit = feikong("cis", "audit", "--db", url, "--json")
+    assert json.loads(audit.stdout) == [], "a CIS balance is not the sum of its movements"
+
+
+# -- the fee-control workflows ---------------------------------------------------------
+
+EPISODES = "SELECT count(*) FROM prepaid_disconnection"
+TRIPPING = "SELECT count(*) FROM prepaid_disconnection WHERE state = 'tripping'"
+NEVER_QUEUED = (
+    "SELECT d.number FROM prepaid_disconnection d LEFT JOIN headend_job j ON j.id = d.job_id"
+    " WHERE d.job_id IS NOT NULL AND j.id IS NULL"
+)
+
+
+@pytest.fixture(scope="module")
+def notified(province: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every remote customer in arrears with a disconnection requested, approved at both
+    levels by two other people and notified three days ago: each trip is due now.
+
+    Protected hours are off (the tick runs on the real clock, any day and hour)."""
+    from headend.service import QueuedHeadendService
+    from prepaid.workflows import FeeControl, WorkflowConfig
+    from protocol.clock import SteppedClock
+    from tests.prepaid.security_helpers import add_staff, make_users
+
+    db = copy_sqlite(province, tmp_path_factory.mktemp("workflows") / "notified.db")
+    engine = open_database(sqlite_url(db))
+    clock = SteppedClock(datetime.now().replace(microsecond=0) - timedelta(days=3))
+    staff = add_staff(make_users(engine, clock))
+    fc = FeeControl(
+        engine,
+        QueuedHeadendService(engine),
+        clock=clock,
+        config=WorkflowConfig(require_dunning=False),
+    )
+    try:
+        for name, value in (
+            ("protected_weekends", False),
+            ("protected_holidays", False),
+            ("protected_hours", "none"),
+        ):
+            fc.ctx.settings.set(name, value, level="default", user=staff["admin"])
+        balances = realtime_balances(engine)
+        with engine.connect() as connection:
+            numbers = dict(
+                connection.execute(
+                    text(
+                        "SELECT id, customer_no FROM prepaid_account"
+                        " WHERE fee_control_mode = 'remote'"
+                    )
+                ).all()
+            )
+        for ident in sorted(i for i, b in balances.items() if b.realtime_fen < 0 and i in numbers):
+            try:
+                episode = fc.disconnection.request(numbers[ident], by=staff["operator"])
+            except Exception:  # under power guarantee: refused, as it must be
+                continue
+            fc.disconnection.approve_l1(episode.number, by=staff["approver-l1"])
+            fc.disconnection.approve_l2(episode.number, by=staff["approver-l2"])
+    finally:
+        fc.close()
+        engine.dispose()
+    return copy_sqlite(db, db.with_name("notified-copy.db"))
+
+
+def episodes_of(engine: Engine) -> dict[str, dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT number, state, job_id, l1_by, l2_by, trips FROM prepaid_disconnection")
+        ).mappings()
+        episodes = {r["number"]: dict(r) for r in rows}
+        for number, action, count in connection.execute(
+            text(
+                "SELECT d.number, e.action, count(*) FROM prepaid_disconnection_event e"
+                " JOIN prepaid_disconnection d ON d.id = e.disconnection_id"
+                " GROUP BY d.number, e.action"
+            )
+        ):
+            episodes[number].setdefault("history", {})[action] = int(count)
+        for ref, kind, count in connection.execute(
+            text("SELECT episode, kind, count(*) FROM prepaid_message GROUP BY episode, kind")
+        ):
+            if ref in episodes:
+                episodes[ref].setdefault("messages", {})[kind] = int(count)
+        jobs: dict[str, list[str]] = {}
+        for (job_id,) in connection.execute(
+            text("SELECT id FROM headend_job WHERE id LIKE 'fk-TD%'")
+        ):
+            jobs.setdefault(job_id.split("-")[1], []).append(job_id)
+    for number, episode in episodes.items():
+        episode["jobs"] = sorted(jobs.get(number, []))
+    return episodes
+
+
+@pytest.mark.parametrize("kill_at", [0.15, 0.6], ids=["early", "late"])
+def test_workflow_loop_killed_then_restarted_trips_each_episode_once(
+    notified: Path, tmp_path: Path, kill_at: float
+) -> None:
+    db = copy_sqlite(notified, tmp_path / "wf.db")
+    url = sqlite_url(db)
+    engine = open_database(url)
+    try:
+        before = episodes_of(engine)
+        total = len(before)
+        assert total >= 30
+        assert all(e["state"] == "notified" and e["jobs"] == [] for e in before.values())
+
+        proc = start("disconnect", "run", "--every", "1", "--db", url)
+        seen, alive = kill9_when(proc, engine, TRIPPING, {}, lambda n: n >= total * kill_at)
+        assert alive, f"the loop had ended before the kill ({seen} tripping)"
+        assert_no_survivors(proc.pid)
+        with engine.connect() as connection:
+            never_queued = [r[0] for r in connection.execute(text(NEVER_QUEUED))]
+        # restart: the tick of `disconnect run`, once (and once more: nothing new)
+        first = json.loads(feikong("disconnect", "tick", "--db", url, "--json").stdout)
+        second = json.loads(feikong("disconnect", "tick", "--db", url, "--json").stdout)
+        assert second["trips"] == [] and second["notices"] == []
+
+        after = episodes_of(engine)
+        assert set(after) == set(before)
+        for number, episode in after.items():
+            # the trip asked of the head-end exactly once, under the episode's job id
+            assert episode["state"] == "tripping", (number, episode)
+            assert episode["jobs"] == [episode["job_id"]], (number, episode)
+            assert episode["job_id"] == f"fk-{number}-trip1-1"
+            # no approval lost, nothing recorded twice, one notice per episode
+            assert episode["l1_by"] == before[number]["l1_by"] == "approver.l1"
+            assert episode["l2_by"] == before[number]["l2_by"] == "approver.l2"
+            assert episode["history"] == {
+                "request": 1,
+                "approve-l1": 1,
+                "approve-l2": 1,
+                "notify": 1,
+                "trip": 1,
+            }, number
+            assert episode["messages"] == {"disconnection_notice": 1}, number
+        assert len(first["trips"]) == total - seen - len(never_queued) or seen < total
+        audit = feikong("audit", "verify", "--db", url, check=False)
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+    finally:
+        engine.dispose()
+
+
+def test_trip_recorded_but_never_queued_is_queued_by_the_next_tick(
+    notified: Path, tmp_path: Path
+) -> None:
+    """The state a kill between the two steps of a trip leaves (seen by the test above
+    when the kill lands there): the episode says ``tripping`` with a job id, the
+    head-end has no such job. The next tick queues it under the same id, once."""
+    db = copy_sqlite(notified, tmp_path / "wf.db")
+    url = sqlite_url(db)
+    engine = open_database(url)
+    try:
+        feikong("disconnect", "tick", "--db", url)
+        victim = sorted(episodes_of(engine))[0]
+        with engine.begin() as connection:
+            connection.execute(
+                text("DELETE FROM headend_job WHERE id = :id"), {"id": f"fk-{victim}-trip1-1"}
+            )
+            assert [r[0] for r in connection.execute(text(NEVER_QUEUED))] == [victim]
+        feikong("disconnect", "tick", "--db", url)
+        feikong("disconnect", "tick", "--db", url)
+        episode = episodes_of(engine)[victim]
+        assert episode["state"] == "tripping"
+        assert episode["jobs"] == [f"fk-{victim}-trip1-1"]
+        assert episode["history"]["trip"] == 1
+    finally:
+        engine.dispose()
