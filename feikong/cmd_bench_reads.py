@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import gc
 import math
 import os
 import re
@@ -502,6 +503,9 @@ async def run_reads_bench(
             engine, timeout=timeout, clock=clock, pipeline=pipeline, latency_window=4 * meters
         )
         profiler = cProfile.Profile() if profile is not None else None
+        # The set-up (archive, pool) leaves garbage and young objects that would cost the
+        # collection a full GC pass; a head-end that has been running has none: start clean.
+        gc.collect()
         fleet_cpu0 = sum(_cpu_s(f.proc.pid) for f in fleets)
         cpu0 = _self_cpu_s()
         start = time.perf_counter()
