@@ -592,24 +592,26 @@ class HeadEnd:
 
     async def _status_loop(self) -> None:
         """Record the status every ``status_every_s``, and soon after each job ends."""
-        ended = self.bus.subscribe((CommandSucceeded, CommandFailed), maxsize=1)
+        # A flag, not a subscription: a queue of one would "drop" (and count, and warn
+        # about) every job end after the first of a burst, as if events were lost.
+        ended = asyncio.Event()
+        off = self.bus.on(lambda _: ended.set(), (CommandSucceeded, CommandFailed))
         try:
             while True:
                 await self._save_status_aside()
                 period = asyncio.ensure_future(self.clock.sleep(self.settings.status_every_s))
-                job_end = asyncio.ensure_future(ended.get())
+                job_end = asyncio.ensure_future(ended.wait())
                 try:
                     await asyncio.wait({period, job_end}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     period.cancel()
                     job_end.cancel()
-                if not job_end.done() or job_end.cancelled():
+                if not ended.is_set():
                     continue
                 await self.clock.sleep(min(1.0, self.settings.status_every_s))
-                while ended.get_nowait() is not None:
-                    pass
+                ended.clear()
         finally:
-            ended.close()
+            off()
 
     # -- daily collection -----------------------------------------------------------------
 

@@ -239,6 +239,9 @@ async def test_database_locked_during_command_execution(tmp_path: Path) -> None:
         assert re.search(
             r"job trip-\d: cannot .* \(database is locked\).* retrying in", err.decode()
         )
+        # and no event reported lost: the status counts none dropped, the log warns of none
+        status = json.loads(cli.invoke(app, ["headend", "status", "--db", url, "--json"]).stdout)
+        assert status["head_end"]["events_dropped"] == 0 and "dropped" not in err.decode()
     finally:
         await stop(fleet)
 
