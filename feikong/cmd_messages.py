@@ -305,6 +305,9 @@ def enqueue_command(
         "--set",
         help="A placeholder for every recipient: KEY=VALUE (name etc. come from the CSV).",
     ),
+    user: str | None = typer.Option(
+        None, "--user", help="Your login (the send-custom-sms role; the queueing is audited)."
+    ),
     db: str | None = _db_option(),
     templates: Path | None = _TEMPLATES,
     as_json: bool = _json_option(),
@@ -312,11 +315,28 @@ def enqueue_command(
     """Queue one message per recipient of a CSV (e.g. a custom SMS to a chosen set).
 
     Run again with the same episode and nothing new is queued. Invalid numbers are
-    stored as invalid-number and listed for paper notices.
+    stored as invalid-number and listed for paper notices. Needs a login with the
+    send-custom-sms role (customer service); a refusal is in the audit log too.
     """
+    from prepaid.audit import AuditLog
     from prepaid.messages import MessageError, read_recipients_csv
+    from prepaid.users import Action, PermissionDeniedError, Users, require
+    from protocol.clock import RealClock
+
+    from .cmd_settings import login
 
     outbox = _outbox(db, templates)
+    clock = RealClock()
+    operator = login(Users(outbox.engine, clock=clock), user)
+    audit = AuditLog(outbox.engine, clock)
+    target = f"episode:{episode}"
+    try:
+        require(operator, Action.SEND_CUSTOM_SMS)
+    except PermissionDeniedError as exc:
+        audit.record(
+            operator, "messages.enqueue.refused", target, {"kind": kind, "reason": str(exc)}
+        )
+        fail(f"refused: {exc}", 1)
     try:
         recipients, problems = read_recipients_csv(to)
         params = outbox.templates.parse_params(kind, _pairs(values))
@@ -340,6 +360,7 @@ def enqueue_command(
         "statuses": by_status,
         "bad_rows": [{"line": p.line, "detail": p.detail} for p in problems],
     }
+    audit.record(operator, "messages.enqueue", target, {"kind": kind, "file": str(to), **result})
     if as_json:
         print_json(result)
         return

@@ -11,6 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from feikong.cmd_messages import messages_app
+from prepaid.db import migrate, open_database
+from protocol.clock import SteppedClock
+from tests.prepaid.security_helpers import PASSWORD, add_staff, make_users
 from tests.prepaid.test_sms_gateway import FakeSmsPlatform
 
 runner = CliRunner()
@@ -27,9 +30,21 @@ DUNNING = ["--set", "balance=-12.30", "--set", "amount_due=50", "--set", "pay_by
 
 
 def run(*args: str, db: Path | None = None) -> tuple[int, str]:
-    env = {"FEIKONG_DB": f"sqlite:///{db}"} if db else {}
+    env = {"FEIKONG_DB": f"sqlite:///{db}", "FEIKONG_PASSWORD": PASSWORD} if db else {}
     result = runner.invoke(messages_app, list(args), env=env)
     return result.exit_code, result.output
+
+
+def staffed(db: Path) -> Path:
+    """A migrated database with one operator per role (``customer.service`` sends SMS)."""
+    engine = open_database(f"sqlite:///{db}")
+    migrate(engine)
+    add_staff(make_users(engine, SteppedClock()))
+    engine.dispose()
+    return db
+
+
+CS = ("--user", "customer.service")
 
 
 @pytest.fixture
@@ -104,9 +119,9 @@ def test_check_phones_lists_and_exports(customers: Path, tmp_path: Path) -> None
 
 
 def test_enqueue_outbox_send_and_print(customers: Path, tmp_path: Path) -> None:
-    db = tmp_path / "feikong.db"
+    db = staffed(tmp_path / "feikong.db")
     code, out = run(
-        "enqueue", "dunning", "--to", str(customers), "--episode", "2026-03", *DUNNING, db=db
+        "enqueue", "dunning", "--to", str(customers), "--episode", "2026-03", *DUNNING, *CS, db=db
     )
     assert code == 0, out
     assert "4 new message(s), 0 already queued" in out and "1 bad row(s)" in out
@@ -118,6 +133,7 @@ def test_enqueue_outbox_send_and_print(customers: Path, tmp_path: Path) -> None:
         "--episode",
         "2026-03",
         *DUNNING,
+        *CS,
         "--json",
         db=db,
     )
@@ -157,7 +173,7 @@ def test_enqueue_outbox_send_and_print(customers: Path, tmp_path: Path) -> None:
 def test_send_queued_over_http_exits_1_when_a_message_failed(
     customers: Path, tmp_path: Path, platform: FakeSmsPlatform
 ) -> None:
-    db = tmp_path / "feikong.db"
+    db = staffed(tmp_path / "feikong.db")
     run(
         "enqueue",
         "custom",
@@ -167,6 +183,7 @@ def test_send_queued_over_http_exits_1_when_a_message_failed(
         "hello",
         "--set",
         "text=你好",
+        *CS,
         db=db,
     )
     code, out = run(
@@ -181,3 +198,23 @@ def test_send_queued_over_http_exits_1_when_a_message_failed(
     assert code == 2 and "--http wants an http:// or https:// URL" in out
     code, out = run("send-queued", "--http", platform.url("/ok"), "--sink", "file:x", db=db)
     assert code == 2 and "choose one gateway" in out
+
+
+def test_enqueue_needs_a_login_with_the_send_custom_sms_role(
+    customers: Path, tmp_path: Path
+) -> None:
+    db = staffed(tmp_path / "feikong.db")
+    args = ("enqueue", "custom", "--to", str(customers), "--episode", "e1", "--set", "text=你好")
+    code, out = run(*args, db=db)
+    assert code == 2 and "give your login with --user" in out
+    code, out = run(*args, "--user", "operator", db=db)
+    assert code == 1 and "refused" in out and "send-custom-sms" in out
+    code, out = run("outbox", "--json", db=db)
+    assert json.loads(out)["counts"] == {}  # nothing queued
+    engine = open_database(f"sqlite:///{db}")
+    with engine.connect() as c:
+        actions = [r[0] for r in c.exec_driver_sql("SELECT action FROM prepaid_audit ORDER BY id")]
+    engine.dispose()
+    assert "messages.enqueue.refused" in actions and "messages.enqueue" not in actions
+    code, out = run(*args, *CS, db=db)
+    assert code == 0 and "4 new message(s)" in out

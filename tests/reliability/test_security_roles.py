@@ -492,7 +492,7 @@ SYSTEM_ACTIONS = {
     "head-end jobs (feikong headend command)": "the head-end layer has no operators (report)",
     "tariffs": "TOML files read by rating; no command changes a stored tariff",
     "feikong generate": "a synthetic population for benches, into an empty database",
-    "messages enqueue / send-queued": "CLI without a login: see the strict xfail below",
+    "messages send-queued": "system: delivers what was queued; queueing needs send-custom-sms",
 }
 
 
@@ -594,12 +594,6 @@ def test_the_command_line_refuses_without_the_role(
     assert actions[0] == "login" and actions[1].endswith(".refused"), actions
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="feikong messages enqueue (feikong/cmd_messages.py enqueue_command) queues any "
-    "template — a custom SMS, a disconnection notice — for any customers with no login, no "
-    "role (send-custom-sms) and no audit entry; `feikong service custom-sms` checks all three",
-)
 def test_queueing_a_custom_sms_on_the_command_line_needs_the_role(tmp_path: Path) -> None:
     w = _world(tmp_path)
     recipients = tmp_path / "to.csv"
