@@ -11,6 +11,7 @@ scrambling happens only in :func:`encode_frame` / :func:`decode_frame`.
 from __future__ import annotations
 
 from typing import Final, NamedTuple
+from zlib import adler32
 
 from .address import Address
 from .codes import ABNORMAL, DIRECTION, FOLLOW_UP, FUNCTION_MASK, FunctionCode
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_FRAME",
     "PREAMBLE",
     "Frame",
+    "checksum",
     "decode_frame",
     "encode_frame",
     "scramble",
@@ -39,6 +41,21 @@ MAX_FRAME: Final = HEADER_SIZE + MAX_DATA + 2
 
 _SCRAMBLE: Final = bytes((b + 0x33) & 0xFF for b in range(256))
 _UNSCRAMBLE: Final = bytes((b - 0x33) & 0xFF for b in range(256))
+
+
+_SHORT_SUM: Final = 256
+"""Up to this many bytes (at most 255 each) sum to less than 65521, Adler-32's modulus."""
+
+
+def checksum(data: bytes | bytearray) -> int:
+    """CS: the sum of the bytes, modulo 256.
+
+    Computed with :func:`zlib.adler32` in C: its low half is 1 + the sum of the
+    bytes modulo 65521, which is the sum itself while that stays below 65520.
+    """
+    if len(data) <= _SHORT_SUM:
+        return ((adler32(data) & 0xFFFF) - 1) & 0xFF
+    return sum(data) & 0xFF
 
 
 def scramble(data: bytes) -> bytes:
@@ -113,7 +130,7 @@ def encode_frame(frame: Frame, preamble: int = 4) -> bytes:
             _HEADS.clear()
         _HEADS[address] = head
     body = head + bytes((control, len(data))) + data.translate(_SCRAMBLE)
-    return PREAMBLE[:preamble] + body + bytes((sum(body) & 0xFF, END))
+    return PREAMBLE[:preamble] + body + bytes((checksum(body), END))
 
 
 def decode_frame(buf: bytes | bytearray) -> tuple[Frame, int]:
@@ -139,7 +156,7 @@ def decode_frame(buf: bytes | bytearray) -> tuple[Frame, int]:
     end = i + HEADER_SIZE + length
     if n < end + 2:
         raise IncompleteFrameError(f"frame of {length} data bytes needs {end + 2 - i} bytes")
-    cs = sum(buf[i:end]) & 0xFF
+    cs = checksum(buf[i:end])
     if buf[end] != cs:
         raise ChecksumError(
             f"checksum error: frame says {buf[end]:02X}H, bytes sum to {cs:02X}H", cs, buf[end]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from .errors import ChecksumError, FrameError, ProtocolError
-from .frame import _ADDRESS_CACHE, _UNSCRAMBLE, HEADER_SIZE, Frame, decode_frame
+from .frame import _ADDRESS_CACHE, _UNSCRAMBLE, HEADER_SIZE, Frame, checksum, decode_frame
 
 _END: Final = 0x16
 _WAKE4: Final = b"\xfe\xfe\xfe\xfe"
@@ -102,7 +102,7 @@ class StreamParser:
                 pos = later
                 continue
             end = pos + total - 2
-            if buf[end + 1] == _END and sum(buf[pos:end]) & 0xFF == buf[end]:
+            if buf[end + 1] == _END and checksum(buf[pos:end]) == buf[end]:
                 # The usual case, decoded here as decode_frame would: a good frame
                 # from an address seen before (anything else goes through decode_frame).
                 address = _ADDRESS_CACHE.get(bytes(buf[pos + 1 : pos + 7]))
