@@ -33,6 +33,8 @@ __all__ = ["Transport", "TransportStats", "is_reply_to"]
 logger = logging.getLogger(__name__)
 
 _DI_CHECKED: Final = frozenset({FunctionCode.READ, FunctionCode.READ_FOLLOW_UP})
+_FORGOTTEN: Final = -2
+"""``_Waiter.seq`` of a request the transport has let go of."""
 _TIMER_SLACK: Final = 0.001
 """A timer may fire up to a clock tick early (uvloop keeps milliseconds)."""
 
@@ -90,7 +92,7 @@ class _Waiter:
         self.future = future
         self.timer: asyncio.TimerHandle | None = None
         self.seq = -1
-        """Its entry in the transport's deadlines (-1: none)."""
+        """Its entry in the transport's deadlines (-1: none; ``_FORGOTTEN``: let go)."""
 
 
 class _Slots:
@@ -405,7 +407,8 @@ class Transport(ABC):
                 await self._ensure_open()
             if exclusive:
                 await self._keep_gap()
-            self._log_bytes("TX", data)
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log_bytes("TX", data)
             if not self._write_now(frame, data):
                 await self._send(frame, data)
             self._counters.requests += 1
@@ -415,13 +418,18 @@ class Transport(ABC):
                 self._deadline(loop, tx_end + wait, waiter)
             reply = await waiter.future
         finally:
-            self._forget(waiter)
+            if waiter.seq != _FORGOTTEN:  # (a settled request was forgotten already)
+                self._forget(waiter)
             future = waiter.future
             if not future.done():
                 future.cancel()
             elif not future.cancelled():
                 future.exception()  # retrieved: the write error is what we raise
-            self._release(exclusive)
+            slots = self._slots
+            if exclusive or slots.waiters:
+                self._release(exclusive)
+            else:
+                slots.free += 1  # what _release does when nobody waits for a slot
         if reply is None:
             self._counters.timeouts += 1
             if exclusive:
@@ -457,7 +465,8 @@ class Transport(ABC):
 
     def _data_received(self, data: bytes) -> None:
         """Hand received bytes to the parser (call from the link's reader)."""
-        self._log_bytes("RX", data)
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log_bytes("RX", data)
         self._receiver.feed(data)
 
     def _connection_lost(self, exc: BaseException | None) -> None:
@@ -634,7 +643,7 @@ class Transport(ABC):
     def _forget(self, waiter: _Waiter) -> None:
         if waiter.seq >= 0:
             self._timed.pop(waiter.seq, None)
-            waiter.seq = -1
+        waiter.seq = _FORGOTTEN
         address = waiter.request.address
         if self._waiters.get(address) is waiter:
             del self._waiters[address]
