@@ -9,7 +9,9 @@ A job is one operation on one meter — a read, a trip, a permit-close, … — 
   :class:`~headend.events.CommandFailed` with ``expired=True``;
 - **retries** with exponential backoff timed by the shared clock
   (:class:`RetryPolicy`), up to ``max_attempts``; a failure that retrying cannot
-  cure (a wrong key, a refusal) ends the job at once;
+  cure (a wrong key, a refusal) ends the job at once; tries that fail because the
+  channel itself is down (a broker or gateway restarting: :data:`CHANNEL_DOWN`)
+  do not count when the job has a deadline — it waits for the channel until then;
 - every **attempt** recorded as a ``headend_job_attempt`` row (start and end
   time, outcome, error, and the frames exchanged in hex: the command log, 命令日志),
   and the job's **result** stored with it.
@@ -99,6 +101,8 @@ CONTROL_KINDS: Final = frozenset(
 )
 FINAL_STATES: Final = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED})
 MAX_ID_LENGTH: Final = 64
+CHANNEL_DOWN: Final = frozenset({"link-error", "channel-unavailable"})
+"""Failure codes of a channel that is down: with a deadline, the job waits for it."""
 DB_RETRY_FIRST_S: Final = 0.5
 DB_RETRY_MAX_S: Final = 30.0
 """Backoff (clock seconds) of a job's database write while the database is busy."""
@@ -521,8 +525,14 @@ class JobStore:
         error: str,
         message: str,
         frames: str | None,
+        *,
+        counted: bool = True,
     ) -> JobRecord:
-        """End a failed attempt; the job waits in the queue until ``next_at``."""
+        """End a failed attempt; the job waits in the queue until ``next_at``.
+
+        ``counted=False``: the attempt stays in the command log but does not count
+        against ``max_attempts`` (the channel was down: the meter was not reached).
+        """
         stamp = to_db_time(now)
         with self.engine.begin() as c:
             self._end_attempt(c, job_id, number, stamp, AttemptOutcome.FAILED, message, frames)
@@ -531,6 +541,7 @@ class JobStore:
                 .where(_job.c.id == job_id)
                 .values(
                     state=JobState.QUEUED.value,
+                    attempts=_job.c.attempts if counted else _job.c.attempts - 1,
                     next_attempt_at=to_db_time(next_at),
                     updated_at=stamp,
                     error=error,
@@ -1257,14 +1268,25 @@ class JobRunner:
                     address=job.address, at=now, alarm=failure.alarm, detail=message, job_id=job.id
                 )
             )
-        next_at = now + timedelta(seconds=self.retry.delay(job.attempts))
-        if failure.retryable and job.attempts < job.max_attempts:
+        # The channel itself down (a broker or gateway restarting): the job waits for
+        # it until its deadline, these tries not counting against max_attempts.
+        waits = failure.retryable and failure.code in CHANNEL_DOWN and job.deadline is not None
+        backoff = self.retry.delay(number if waits else job.attempts)
+        next_at = now + timedelta(seconds=backoff)
+        if failure.retryable and (waits or job.attempts < job.max_attempts):
             if job.deadline is None or next_at < job.deadline:
                 updated = await self._persist(
                     job.id,
                     "record the failed attempt of",
                     lambda: self.store.retry_later(
-                        job.id, number, now, next_at, failure.code, message, frames.text()
+                        job.id,
+                        number,
+                        now,
+                        next_at,
+                        failure.code,
+                        message,
+                        frames.text(),
+                        counted=not waits,
                     ),
                 )
                 self._queued[job.id] = updated

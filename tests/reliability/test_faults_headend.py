@@ -19,7 +19,7 @@ import re
 import socket
 import sqlite3
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,11 @@ import aiomqtt
 from typer.testing import CliRunner
 
 from feikong.cli import app
-from headend.events import event_from_json
+from headend.events import CommandFailed, CommandSucceeded, event_from_json
 from headend.jobs import JobSpec, RetryPolicy
 from headend.models import JobKind, JobState
-from tests.headend.jobs_rig import FIRST, headend
+from protocol.transport import TcpFrameServer
+from tests.headend.jobs_rig import FIRST, SECOND, headend
 
 from .headend_rig import (
     address,
@@ -448,3 +449,53 @@ async def test_in_one_session_a_permit_close_waits_behind_the_trip_it_follows(
         assert trip.finished_at is not None and permit.finished_at is not None
         assert trip.finished_at <= permit.finished_at
         assert not he.meter(FIRST).relay.open_reasons
+
+
+# ---------------------------------------------------------------- a channel down for long
+
+
+async def test_a_channel_down_for_longer_than_the_retries_keeps_the_job_until_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """The gateway (or the broker) is down for minutes: the tries that cannot reach the
+    channel are logged but do not use up the job's attempts; the job is carried out
+    when the channel is back, or expires at its deadline with the reason."""
+    async with headend(tmp_path, timeout=0.1, retry=RetryPolicy(base_s=20, max_s=120)) as he:
+        gateway = he.gateway
+        assert gateway.server is not None
+        port = gateway.server.port
+        await gateway.server.stop()  # the gateway goes down
+        start = he.clock.now()
+        spec = JobSpec(
+            JobKind.TRIP,
+            FIRST,
+            id="trip",
+            deadline=start + timedelta(minutes=30),
+            params={"reason": "arrears"},
+        )
+        he.runner.submit(spec)
+        late = JobSpec(
+            JobKind.GUARANTEE_ON, SECOND, id="late", deadline=start + timedelta(minutes=1)
+        )
+        he.runner.submit(late)
+        await he.run_until(lambda: he.outcome("late") is not None)
+        expired = he.outcome("late")
+        assert isinstance(expired, CommandFailed) and expired.expired
+        assert expired.error == "link-error" and "deadline" in expired.reason
+
+        await he.run_until(lambda: he.clock.now() - start >= timedelta(minutes=5))
+        await asyncio.wait_for(he.runner.wait_quiet(), 10)  # the try under way ends
+        tries = he.runner.store.attempts("trip")
+        assert len(tries) > spec.max_attempts  # more tries than attempts: none counted
+        assert all(t.outcome == "failed" for t in tries)
+        assert he.runner.store.require("trip").state is JobState.QUEUED
+        gateway.server = TcpFrameServer(gateway.handle, "127.0.0.1", port)
+        await gateway.server.start()  # back, five minutes later
+        done = await he.finish("trip")
+        assert isinstance(done, CommandSucceeded) and done.relay == "open"
+        assert he.runner.store.require("trip").attempts == 1  # the one that reached the meter
+        # the backoff grew (20, 40, 80, 120 s at most): failed tries at 0, 20, 60, 140,
+        # 260 and 380 s; the seventh, at 500 s, reached the meter
+        tries = he.runner.store.attempts("trip")
+        offsets = [(t.started_at - start).total_seconds() for t in tries]
+        assert offsets == [0, 20, 60, 140, 260, 380, 500]
