@@ -421,7 +421,11 @@ class ChannelPool:
                 channel.fail(exc)
                 raise
             finally:
-                channel.release(transport)
+                if channel.waiters:
+                    channel.release(transport)
+                else:  # what release does when nobody waits for a slot
+                    channel.in_flight -= 1
+                    free.append(transport)
             i = channel.latency_count
             latency = channel.latency
             latency[i % len(latency)] = perf_counter() - start
