@@ -24,15 +24,18 @@ an account the ledger has never seen is first opened with its stored balance
 
 from __future__ import annotations
 
+import functools
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Concatenate, ParamSpec, Protocol, TextIO, TypeVar
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from protocol.clock import Clock, RealClock
 
@@ -49,7 +52,7 @@ from ._csv import PaymentImportReport
 from ._csv import Progress as ImportProgress
 from ._csv import import_payments as _import
 from ._errors import CisError, RefundRefusedError, UnknownAccountError
-from ._ledger import LedgerCis
+from ._ledger import LedgerCis, LedgerError
 from ._model import MovementKind, Receipt, check_account_no, format_fen
 
 __all__ = [
@@ -140,6 +143,41 @@ class ImportOutcome:
         }
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _database_errors(
+    method: Callable[Concatenate[PaymentService, _P], _R],
+) -> Callable[Concatenate[PaymentService, _P], _R]:
+    """A database failure (locked longer than the busy timeout, gone …) in a payment
+    operation becomes a :class:`LedgerError` that says what to do, not a traceback.
+
+    Each step commits on its own and is keyed by the payment id, so whatever was done
+    stays done once: delivering the same payments again finishes the job.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: PaymentService, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            orig = getattr(exc, "orig", None) or exc
+            problem = (str(orig).strip().splitlines() or [""])[0]
+            hint = (
+                " (another process held it longer than the busy timeout)"
+                if "locked" in problem or "busy" in problem
+                else ""
+            )
+            raise LedgerError(
+                f"{method.__name__.replace('_', ' ')} stopped: the platform's database failed "
+                f"({type(orig).__name__}: {problem}){hint}; what was credited stays credited, "
+                "once: deliver the same payments again (payment ids make that safe)"
+            ) from exc
+
+    return wrapper
+
+
 class PaymentService:
     """Payments and refunds against ``cis``, with the platform's accounts in ``engine``.
 
@@ -216,6 +254,7 @@ class PaymentService:
 
     # ------------------------------------------------------------------ operations
 
+    @_database_errors
     def pay(
         self,
         account_no: str,
@@ -258,6 +297,7 @@ class PaymentService:
         self._emit(PaymentEvent(receipt, ident, balance, self.clock.now()))
         return outcome
 
+    @_database_errors
     def pay_many(self, orders: Sequence[PaymentOrder]) -> list[PaymentOutcome | CisError]:
         """Credit many payments at once (what arrived from the CIS in one tick): one result
         per order, in order — a :class:`PaymentOutcome` or the :class:`CisError` that
@@ -345,6 +385,7 @@ class PaymentService:
                 self._emit(event)
         return [r if r is not None else CisError("not processed") for r in results]
 
+    @_database_errors
     def refund(
         self,
         account_no: str,
@@ -385,6 +426,7 @@ class PaymentService:
             receipt, balance, self.clock.now().date(), elapsed_s=time.perf_counter() - started
         )
 
+    @_database_errors
     def import_csv(
         self, source: Path | str | TextIO, *, progress: ImportProgress | None = None
     ) -> ImportOutcome:
