@@ -13,6 +13,7 @@ import contextlib
 import logging
 import multiprocessing
 import queue
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -111,6 +112,35 @@ class RatingReport:
 
 Progress = Callable[[int, int], None]
 AfterChunk = Callable[[int], None]
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the database drivers themselves: the bulk paths use the raw DB-API
+    connection (``executemany``, ``COPY``), whose errors are not SQLAlchemy's."""
+    errors: list[type[BaseException]] = [SQLAlchemyError, sqlite3.Error]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    else:
+        errors.append(psycopg.Error)
+    return tuple(errors)
+
+
+#: Database failures a rating run reports as :class:`RatingRunError` (locked, gone …).
+_DB_ERRORS: Final = _driver_errors()
+
+
+def _db_problem(exc: BaseException) -> str:
+    """``OperationalError: database is locked`` — without the SQL and the links."""
+    orig = getattr(exc, "orig", None) or exc
+    text_ = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    hint = (
+        "; another process held the database longer than the busy timeout"
+        if "locked" in text_ or "busy" in text_
+        else ""
+    )
+    return f"{type(orig).__name__}: {text_}{hint}"
 
 
 def _now(clock: Any | None) -> datetime:
@@ -324,9 +354,9 @@ def rate_day(
             report.counts.update(store.counts(writer, Scope(lo, hi + 1), day))
             writer.rollback()
             report.add_time("count", time.perf_counter() - counting)
-    except SQLAlchemyError as exc:
+    except _DB_ERRORS as exc:
         raise RatingRunError(
-            f"rating {day} failed in the database ({type(exc).__name__}: {exc}); the chunks "
+            f"rating {day} failed in the database ({_db_problem(exc)}); the chunks "
             "committed so far are kept: run it again to rate the rest"
         ) from exc
     report.seconds = time.perf_counter() - started
@@ -378,9 +408,10 @@ def rate_accounts(
             report.counts.update(store.counts(connection, scope, day))
             report.results = _results(connection, scope, set(plan.ids.tolist()))
             connection.commit()
-    except SQLAlchemyError as exc:
+    except _DB_ERRORS as exc:
         raise RatingRunError(
-            f"rating accounts {ids[:5]}… for {day} failed in the database: {exc}"
+            f"rating accounts {ids[:5]}… for {day} failed in the database "
+            f"({_db_problem(exc)}); nothing of it was kept: run it again"
         ) from exc
     report.accounts = len(chunk)
     report.rated = len(plan)

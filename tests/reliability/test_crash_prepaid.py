@@ -28,8 +28,10 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -118,6 +120,25 @@ def assert_no_survivors(sid: int) -> None:
     for pid in survivors:  # do not leave them running after a failure
         os.kill(pid, signal.SIGKILL)
     assert survivors == [], f"processes of the killed run still alive: {survivors}"
+
+
+def wait_for(
+    engine: Engine,
+    probe: str,
+    params: dict[str, Any],
+    ready: Callable[[int], bool],
+    *,
+    timeout: float = 60,
+) -> int:
+    """Poll ``probe`` (a count) until ``ready(count)``; returns the count."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            seen = int(connection.execute(text(probe), params).scalar_one())
+        if ready(seen):
+            return seen
+        time.sleep(0.002)
+    raise AssertionError(f"{probe} never got there")
 
 
 def kill9_when(
@@ -631,3 +652,122 @@ def test_trip_recorded_but_never_queued_is_queued_by_the_next_tick(
         assert episode["history"]["trip"] == 1
     finally:
         engine.dispose()
+
+
+# -- a database locked by another writer -----------------------------------------------
+
+
+class WriteLock:
+    """Another writer on the SQLite file: ``BEGIN IMMEDIATE`` held until released."""
+
+    def __init__(self, db: Path) -> None:
+        self.connection = sqlite3.connect(
+            db, timeout=30, isolation_level=None, check_same_thread=False
+        )
+
+    def take(self) -> None:
+        self.connection.execute("BEGIN IMMEDIATE")  # waits for the writer's chunk to end
+
+    def release(self) -> None:
+        self.connection.execute("COMMIT")
+        self.connection.close()
+
+
+def run_under_lock(proc: subprocess.Popen[str], lock: WriteLock, hold_s: float | None) -> str:
+    """Hold ``lock`` for ``hold_s`` seconds (``None``: until ``proc`` has ended)."""
+    if hold_s is None:
+        out, err = proc.communicate(timeout=120)
+        lock.release()
+    else:
+        timer = threading.Timer(hold_s, lock.release)
+        timer.start()
+        out, err = proc.communicate(timeout=120)
+        timer.join()
+    return out + err
+
+
+def test_rating_waits_for_a_writer_holding_the_database_briefly(
+    crashed: tuple[Path, Engine], reference: tuple[Snapshot, dict[str, Any]]
+) -> None:
+    db, engine = crashed
+    lock = WriteLock(db)
+    lock.take()
+    proc = start("rate", "--date", DAY.isoformat(), "--db", sqlite_url(db), "--json")
+    output = run_under_lock(proc, lock, hold_s=3.0)  # the busy timeout is 5 s
+    assert proc.returncode == 0, output
+    assert_same_rating(snapshot(engine), reference[0], DAY)
+
+
+def test_rating_locked_out_midway_fails_clearly_and_the_rerun_rates_the_rest(
+    crashed: tuple[Path, Engine], reference: tuple[Snapshot, dict[str, Any]]
+) -> None:
+    db, engine = crashed
+    want, want_report = reference
+    url = sqlite_url(db)
+    proc = start(
+        "rate", "--date", DAY.isoformat(), "--db", url, "--chunk", str(CHUNK), "--no-pipeline"
+    )
+    lock = WriteLock(db)
+    wait_for(engine, CHARGES_OF_DAY, {"day": day_number(DAY)}, lambda n: n >= 300)
+    lock.take()  # between two chunks; held until the rating gives up
+    output = run_under_lock(proc, lock, hold_s=None)
+    assert proc.returncode == 1, output
+    assert "database is locked" in output and "run it again to rate the rest" in output
+    assert "Traceback" not in output
+    partial = len(snapshot(engine).day_charges(DAY))
+    assert 300 <= partial < want_report["rated"]
+
+    again = json.loads(feikong("rate", "--date", DAY.isoformat(), "--db", url, "--json").stdout)
+    assert again["already_rated"] == partial
+    assert again["rated"] + partial == want_report["rated"]
+    assert_same_rating(snapshot(engine), want, DAY)
+
+
+def test_payments_wait_for_a_writer_holding_the_database_briefly(
+    crashed: tuple[Path, Engine], paid_reference: tuple[Path, dict[str, int], Snapshot]
+) -> None:
+    db, engine = crashed
+    csv, amounts, want = paid_reference
+    lock = WriteLock(db)
+    lock.take()
+    proc = start("cis", "import", str(csv), "--db", sqlite_url(db), "--json")
+    output = run_under_lock(proc, lock, hold_s=3.0)
+    assert proc.returncode == 0, output
+    assert Ledger.read(engine).posted == amounts
+    got = snapshot(engine)
+    assert got.realtime == want.realtime and got.states == want.states
+
+
+@pytest.mark.parametrize("from_credit", [0, 500], ids=["from-the-start", "midway"])
+def test_payments_locked_out_fail_clearly_and_the_redelivery_credits_once(
+    crashed: tuple[Path, Engine],
+    paid_reference: tuple[Path, dict[str, int], Snapshot],
+    from_credit: int,
+) -> None:
+    """Locked from the start, the import stops before the CIS (opening the ledger's
+    accounts); locked after 500 payments, between two ledger batches."""
+    db, engine = crashed
+    csv, amounts, want = paid_reference
+    url = sqlite_url(db)
+    lock = WriteLock(db)
+    if not from_credit:
+        lock.take()
+    proc = start("cis", "import", str(csv), "--db", url)
+    if from_credit:
+        wait_for(engine, CIS_PAYMENTS, {}, lambda n: n >= from_credit)
+        lock.take()
+    output = run_under_lock(proc, lock, hold_s=None)
+    assert proc.returncode == 2, output
+    assert "database is locked" in output and "payment ids make that safe" in output
+    assert "Traceback" not in output
+    credited = Ledger.read(engine).movements
+    assert from_credit <= len(credited) < len(amounts)
+
+    again = json.loads(feikong("cis", "import", str(csv), "--db", url, "--json").stdout)
+    assert again["credited"] == len(amounts) - len(credited)
+    after = Ledger.read(engine)
+    assert after.movements == {op: [fen] for op, fen in amounts.items()}
+    assert after.posted == amounts
+    got = snapshot(engine)
+    assert got.cis == want.cis and got.realtime == want.realtime
+    assert got.states == want.states
