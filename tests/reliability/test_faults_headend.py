@@ -165,8 +165,9 @@ async def test_broker_restart_with_meters_and_events_on_mqtt(
                 assert job.state is JobState.SUCCEEDED, (job_id, job.state, job.reason)
             failed_attempts = sum(o == "failed" for rows in log.values() for _, o, _ in rows)
             assert failed_attempts >= 1
-            for job_id in done:
-                assert len(log[job_id]) <= 3  # bounded by --attempts (3)
+            # tries that could not reach the broker do not count; those at the meters
+            # are bounded by --attempts (3)
+            assert all(job.attempts <= 3 for job in done.values())
 
             # at least once: one outcome per job, one JobStarted per attempt of the log
             def outcomes() -> Counter[str]:
