@@ -398,6 +398,7 @@ class Meter:
             not target.matches(self._address) or function not in _WILDCARD_OK
         ):
             return None
+        reply: Message | None
         try:
             async with self._lock:
                 await self._touch()
