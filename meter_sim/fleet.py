@@ -344,7 +344,8 @@ class Fleet:
         if faults.wrong_address:
             out = to_frame(faults.wrong_address, reply)
         elif type(reply) is ReadReply and not reply.follow_up:  # the hot path: a read reply
-            out = Frame(meter.address, _READ_REPLY, reply.di.to_bytes(4, "little") + reply.raw)
+            data = reply.di.to_bytes(4, "little") + reply.raw
+            out = _new_frame(Frame, (meter.address, _READ_REPLY, data))  # Frame(…)
         else:  # the address is already checked
             out = Frame(meter.address, reply.control, reply.to_data())
         if faults.late_reply_s > 0:
@@ -402,6 +403,7 @@ class Fleet:
 
 _READ: Final = 0x11
 _READ_REPLY: Final = 0x91
+_new_frame: Final = tuple.__new__
 _READS: dict[bytes, Message] = {}
 """Plain 11H read requests by their data (the DI): a fleet is asked a few DIs many times."""
 

@@ -870,12 +870,14 @@ class Meter:
     async def _touch(self) -> None:
         clock = self.clock
         shared = clock.shared_s()
-        for _ in range(_MAX_EVENTS_PER_TOUCH):
-            due = self._next_due()
-            if due is None or due > shared:
-                break
-            self._advance(int(clock.at(due)))
-            await self._on_due(due)
+        due = self._next_due()
+        if due is not None and due <= shared:  # something fell due since the last touch
+            for _ in range(_MAX_EVENTS_PER_TOUCH):
+                due = self._next_due()
+                if due is None or due > shared:
+                    break
+                self._advance(int(clock.at(due)))
+                await self._on_due(due)
         self._advance(int(clock.at(shared)))
         self.auth.expire(shared)
         await self._observe()
