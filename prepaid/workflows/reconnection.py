@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from headend.errors import JobNotFoundError
 from headend.events import CommandFailed, CommandSucceeded, Event
 
 from ..balance import realtime_balance
@@ -480,7 +481,40 @@ class ReconnectionWorkflow:
             ).all()
         for row in rows:
             self.release_after(str(row.after_job), succeeded=True)
-        return len(rows)
+        return len(rows) + self._queue_unsent(cutoff)
+
+    def _queue_unsent(self, cutoff: datetime) -> int:
+        """Commands recorded as sent that the head-end never got — the process stopped
+        (killed) between the two steps — are queued now, under the same job id."""
+        lookup = getattr(self.ctx.control, "job", None)
+        if lookup is None:
+            return 0
+        with self.ctx.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(_R).where(
+                    _R.c.state == ReconnectionState.SENT.value,
+                    _R.c.job_id.is_not(None),
+                    _R.c.after_job.is_(None),
+                    _R.c.updated_at < cutoff,
+                )
+            ).all()
+        queued = 0
+        for row in rows:
+            recon = Reconnection.from_row(row)
+            assert recon.job_id is not None
+            try:
+                lookup(recon.job_id)
+            except JobNotFoundError:
+                log.warning(
+                    "%s of %s was recorded but never reached the head-end: queued now",
+                    recon.job_id,
+                    recon.number,
+                )
+                self._submit(recon, recon.method, recon.job_id)
+                queued += 1
+            except Exception as exc:
+                log.warning("job %s of %s cannot be looked up: %s", recon.job_id, recon.number, exc)
+        return queued
 
     # -- head-end outcomes -----------------------------------------------------------
 

@@ -667,6 +667,58 @@ def test_trip_recorded_but_never_queued_is_queued_by_the_next_tick(
         engine.dispose()
 
 
+def test_permit_close_recorded_but_never_queued_is_queued_by_the_next_tick(
+    notified: Path, tmp_path: Path
+) -> None:
+    """The same window in reconnection (复电): a customer tripped, then paid through
+    another process; the tick records the permit-close as sent, and a kill before it is
+    queued must not leave the customer without power. The next tick queues it."""
+    from feikong.cmd_workflows import _fee_control
+    from prepaid.cis.payments import PaymentService
+
+    db = copy_sqlite(notified, tmp_path / "wf.db")
+    engine = open_database(sqlite_url(db))
+    fc = _fee_control(engine)
+    try:
+        assert fc.step().trips
+        victim = sorted(episodes_of(engine))[0]
+        with engine.begin() as connection:  # the head-end did the trip
+            connection.execute(
+                text("UPDATE headend_job SET state = 'succeeded', result = '{}' WHERE id = :id"),
+                {"id": f"fk-{victim}-trip1-1"},
+            )
+        fc.step()
+        assert episodes_of(engine)[victim]["state"] == "disconnected"
+        with engine.connect() as connection:
+            customer = connection.execute(
+                text("SELECT customer_no FROM prepaid_disconnection WHERE number = :n"),
+                {"n": victim},
+            ).scalar_one()
+        PaymentService(engine, LedgerCis(engine)).pay(customer, 1_000_00, "P-RECONNECT-1")
+        fc.step()  # finds the payment, records the permit-close and queues it
+        with engine.begin() as connection:
+            number, job_id, state = connection.execute(
+                text("SELECT number, job_id, state FROM prepaid_reconnection")
+            ).one()
+            assert state == "sent"
+            deleted = connection.execute(
+                text("DELETE FROM headend_job WHERE id = :id"), {"id": job_id}
+            ).rowcount
+            assert deleted == 1  # now as a kill between the two steps leaves it
+        fc.step()
+        fc.step()
+        with engine.connect() as connection:
+            jobs = connection.execute(
+                text("SELECT id, kind FROM headend_job WHERE id LIKE :p"), {"p": f"fk-{number}%"}
+            ).all()
+            recons = connection.execute(text("SELECT count(*) FROM prepaid_reconnection")).scalar()
+        assert [tuple(j) for j in jobs] == [(job_id, "permit-close")]
+        assert recons == 1
+    finally:
+        fc.close()
+        engine.dispose()
+
+
 # -- a database locked by another writer -----------------------------------------------
 
 
