@@ -495,6 +495,85 @@ def test_payment_burst_killed_then_delivered_again(
     assert LedgerCis(engine).audit() == [], "a CIS balance is not the sum of its movements"
 
 
+#: A cashier's counter (柜台收费): one payment after the other through
+#: ``PaymentService.pay`` — what ``feikong cis pay`` and the console call — with the
+#: built-in CIS ledger, as a process of its own. argv: URL, counter name, count.
+COUNTER = """
+import sys
+from prepaid.cis import LedgerCis
+from prepaid.cis.payments import PaymentService
+from prepaid.db import open_database
+from sqlalchemy import text
+
+url, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+engine = open_database(url)
+with engine.connect() as connection:
+    numbers = [r[0] for r in connection.execute(
+        text("SELECT customer_no FROM prepaid_account ORDER BY id LIMIT :n"), {"n": count})]
+service = PaymentService(engine, LedgerCis(engine))
+for n, number in enumerate(numbers):
+    service.pay(number, 100 + n, f"{name}-{n:04d}", source=name)
+print("done", flush=True)
+"""
+
+
+def counter(url: str, name: str, count: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", COUNTER, url, name, str(count)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_two_counters_killed_mid_burst_then_delivered_again(
+    crashed: tuple[Path, Engine], province: Path, tmp_path: Path
+) -> None:
+    """Two counters pay 300 accounts each at once (the same accounts, in the same
+    order: they contend for the same rows); both killed with SIGKILL mid-burst, then
+    every payment delivered again. Compared with the same 600 payments made once."""
+    db, engine = crashed
+    ref = copy_sqlite(province, tmp_path / "ref.db")
+    count = 300
+    for name in ("A", "B"):
+        done = counter(sqlite_url(ref), name, count)
+        _, err = done.communicate(timeout=300)
+        assert done.returncode == 0, err
+    ref_engine = open_database(sqlite_url(ref))
+    want = snapshot(ref_engine)
+    ref_engine.dispose()
+
+    url = sqlite_url(db)
+    a, b = counter(url, "A", count), counter(url, "B", count)
+    _, alive = kill9_when(a, engine, CIS_PAYMENTS, {}, lambda n: n >= count // 2)
+    b.send_signal(signal.SIGKILL)
+    b.wait(timeout=30)
+    assert alive and b.returncode == -signal.SIGKILL, "a counter ended before the kill"
+    for proc in (a, b):
+        assert_no_survivors(proc.pid)
+    at_kill = Ledger.read(engine)
+    assert count // 2 <= len(at_kill.movements) < 2 * count
+    assert all(len(v) == 1 for v in at_kill.movements.values())
+
+    for name in ("A", "B"):  # the whole burst again, at least once
+        again = counter(url, name, count)
+        _, err = again.communicate(timeout=300)
+        assert again.returncode == 0, err
+    after = Ledger.read(engine)
+    expected = {f"{name}-{n:04d}": 100 + n for name in ("A", "B") for n in range(count)}
+    assert after.movements == {op: [fen] for op, fen in expected.items()}
+    assert after.posted == expected
+    got = snapshot(engine)
+    assert got.cis == want.cis and got.realtime == want.realtime
+    assert got.states == want.states
+    assert got.charges == want.charges
+    assert {int(r[0]): int(r[7]) for r in got.states} == got.realtime
+    assert LedgerCis(engine).audit() == []
+
+
 # -- the fee-control workflows ---------------------------------------------------------
 
 EPISODES = "SELECT count(*) FROM prepaid_disconnection"
@@ -535,14 +614,15 @@ def notified(province: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             fc.ctx.settings.set(name, value, level="default", user=staff["admin"])
         balances = realtime_balances(engine)
         with engine.connect() as connection:
-            numbers = dict(
-                connection.execute(
+            numbers: dict[int, str] = {
+                int(ident): str(number)
+                for ident, number in connection.execute(
                     text(
                         "SELECT id, customer_no FROM prepaid_account"
                         " WHERE fee_control_mode = 'remote'"
                     )
-                ).all()
-            )
+                )
+            }
         for ident in sorted(i for i, b in balances.items() if b.realtime_fen < 0 and i in numbers):
             try:
                 episode = fc.disconnection.request(numbers[ident], by=staff["operator"])
