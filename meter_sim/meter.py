@@ -142,8 +142,6 @@ class Meter:
 
     KIND: ClassVar[MeterKind] = MeterKind.REMOTE
     PARAMETERS: ClassVar[Mapping[int, ParameterSpec]] = PARAMETERS
-    _AFTER_TOUCH: ClassVar[bool] = False
-    """Whether the class has an :meth:`_after_touch` of its own (set per subclass)."""
 
     __slots__ = (
         "_accrued_s",
@@ -179,10 +177,6 @@ class Meter:
         "relay",
         "trip_log",
     )
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._AFTER_TOUCH = cls._after_touch is not Meter._after_touch
 
     def __init__(
         self,
@@ -882,7 +876,7 @@ class Meter:
         self.auth.expire(shared)
         await self._observe()
         self._arm()
-        if self._AFTER_TOUCH:
+        if type(self)._after_touch is not _NO_AFTER_TOUCH:  # (the base hook does nothing)
             await self._after_touch()
 
     def _advance(self, to_s: int) -> None:
@@ -1087,6 +1081,9 @@ class Meter:
         self._output_mode = int(state["output_mode"])
         self._pending_read = None
         self._restore_extra(state.get("extra", {}))
+
+
+_NO_AFTER_TOUCH: Final = Meter._after_touch
 
 
 def _opt_float(value: Any) -> float | None:
