@@ -747,6 +747,49 @@ def test_trip_recorded_but_never_queued_is_queued_by_the_next_tick(
         engine.dispose()
 
 
+def test_notice_stored_before_a_kill_is_not_sent_twice(notified: Path, tmp_path: Path) -> None:
+    """A kill after the level-2 approval stored the notice but before the episode says
+    ``notified`` leaves it ``approved``, its notice due now. The next tick notifies it:
+    the outbox finds the stored notice (one message per episode), the approvals stay."""
+    from feikong.cmd_workflows import _fee_control
+
+    db = copy_sqlite(notified, tmp_path / "wf.db")
+    engine = open_database(sqlite_url(db))
+    victim = sorted(episodes_of(engine))[0]
+    with engine.begin() as connection:  # as the kill leaves it
+        ident = connection.execute(
+            text("SELECT id FROM prepaid_disconnection WHERE number = :n"), {"n": victim}
+        ).scalar_one()
+        connection.execute(
+            text(
+                "UPDATE prepaid_disconnection SET state = 'approved', next_action = 'notice',"
+                " notified_at = NULL, notice_message_id = NULL WHERE id = :id"
+            ),
+            {"id": ident},
+        )
+        connection.execute(
+            text(
+                "DELETE FROM prepaid_disconnection_event"
+                " WHERE disconnection_id = :id AND action = 'notify'"
+            ),
+            {"id": ident},
+        )
+    assert episodes_of(engine)[victim]["messages"] == {"disconnection_notice": 1}
+    fc = _fee_control(engine)
+    try:
+        report = fc.step()
+        assert victim in report.notices
+        fc.step()
+        episode = episodes_of(engine)[victim]
+        assert episode["messages"] == {"disconnection_notice": 1}
+        assert episode["history"]["notify"] == 1
+        assert episode["l1_by"] == "approver.l1" and episode["l2_by"] == "approver.l2"
+        assert episode["state"] == "tripping" and episode["jobs"] == [f"fk-{victim}-trip1-1"]
+    finally:
+        fc.close()
+        engine.dispose()
+
+
 def test_permit_close_recorded_but_never_queued_is_queued_by_the_next_tick(
     notified: Path, tmp_path: Path
 ) -> None:
