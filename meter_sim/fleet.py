@@ -344,8 +344,8 @@ class Fleet:
         if faults.wrong_address:
             out = to_frame(faults.wrong_address, reply)
         elif type(reply) is ReadReply and not reply.follow_up:  # the hot path: a read reply
-            data = reply.di.to_bytes(4, "little") + reply.raw
-            out = _new_frame(Frame, (meter.address, _READ_REPLY, data))  # Frame(…)
+            value = reply.di.to_bytes(4, "little") + reply.raw
+            out = _new_frame(Frame, (meter.address, _READ_REPLY, value))  # Frame(…)
         else:  # the address is already checked
             out = Frame(meter.address, reply.control, reply.to_data())
         if faults.late_reply_s > 0:
