@@ -25,6 +25,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from headend.errors import JobNotFoundError
 from headend.events import CommandFailed, CommandSucceeded, Event
 
 from ..models import FeeControlMode
@@ -151,7 +152,7 @@ class GuaranteeWorkflow:
             ids = [int(r.id) for r in rows]
             with ctx.engine.connect() as conn:
                 sent = {
-                    int(r.account_id): (bool(r.wanted_on), str(r.state))
+                    int(r.account_id): (bool(r.wanted_on), self._state(r))
                     for r in conn.execute(sa.select(_G).where(_G.c.account_id.in_(ids)))
                 }
             for row, on_setting, send_3ah in zip(rows, guaranteed, send, strict=True):
@@ -162,11 +163,27 @@ class GuaranteeWorkflow:
                 last = sent.get(int(row.id))
                 if wanted and (last is None or not last[0] or last[1] == "failed"):
                     self._send(row, True, actor, report)
-                elif not wanted and last is not None and last[0]:
+                elif not wanted and last is not None and (last[0] or last[1] == "failed"):
                     self._send(row, False, actor, report)
                 else:
                     report.unchanged += 1
         return report
+
+    def _state(self, row: Any) -> str:
+        """The row's state; ``failed`` for a command recorded as sending that the head-end
+        never got (the process killed between the two steps), so it is sent again."""
+        state = str(row.state)
+        lookup = getattr(self.ctx.control, "job", None)
+        if state != "sending" or lookup is None or row.job_id is None:
+            return state
+        try:
+            lookup(str(row.job_id))
+        except JobNotFoundError:
+            log.warning("%s was recorded but never reached the head-end: sent again", row.job_id)
+            return "failed"
+        except Exception:  # the head-end cannot say: leave it
+            return state
+        return state
 
     def _send(self, row: Any, on: bool, actor: str, report: GuaranteeSyncReport) -> None:
         ctx = self.ctx

@@ -842,6 +842,61 @@ def test_permit_close_recorded_but_never_queued_is_queued_by_the_next_tick(
         engine.dispose()
 
 
+def test_guarantee_command_recorded_but_never_queued_is_sent_by_the_next_sync(
+    notified: Path, tmp_path: Path
+) -> None:
+    """``feikong guarantee sync`` records a 3AH (保电) as sending, then queues it; a
+    kill between the two left it ``sending`` forever and the meter never guaranteed
+    (for 3BH: never released). The next sync sends it again; the others once."""
+    from feikong.cmd_workflows import _fee_control
+    from prepaid.users import Users
+
+    db = copy_sqlite(notified, tmp_path / "wf.db")
+    engine = open_database(sqlite_url(db))
+    fc = _fee_control(engine)
+    admin = Users(engine, clock=fc.clock).get("root")
+
+    def jobs(kind: str) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        with engine.connect() as connection:
+            for job_id, meter in connection.execute(
+                text("SELECT id, meter_address FROM headend_job WHERE kind = :k"), {"k": kind}
+            ):
+                found.setdefault(meter, []).append(job_id)
+        return found
+
+    def lose_one(kind: str) -> str:
+        """Remove one queued command: the state a kill between the two steps leaves."""
+        meter, (job_id,) = sorted(jobs(kind).items())[0]
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM headend_job WHERE id = :id"), {"id": job_id})
+        return meter
+
+    try:
+        for name in ("power_guarantee", "guarantee_send_3ah"):
+            fc.ctx.settings.set(name, True, level="area", key="TA0000001", user=admin)
+        first = fc.guarantee.sync()
+        assert len(first.sent_on) >= 100
+        lost = lose_one("guarantee-on")
+        again = fc.guarantee.sync()
+        assert len(again.sent_on) == 1, "the lost 3AH was not sent again (or others twice)"
+        on = jobs("guarantee-on")
+        assert len(on[lost]) == 1 and len(on) == len(first.sent_on)
+        assert all(len(v) == 1 for v in on.values())
+
+        fc.ctx.settings.set("power_guarantee", False, level="area", key="TA0000001", user=admin)
+        lifted = fc.guarantee.sync()
+        assert len(lifted.sent_off) == len(first.sent_on)
+        lost = lose_one("guarantee-off")
+        assert len(fc.guarantee.sync().sent_off) == 1
+        off = jobs("guarantee-off")
+        assert len(off[lost]) == 1 and all(len(v) == 1 for v in off.values())
+        assert fc.guarantee.sync().sent_off == []
+    finally:
+        fc.close()
+        engine.dispose()
+
+
 # -- a database locked by another writer -----------------------------------------------
 
 
