@@ -849,7 +849,7 @@ def _pages(engine: Engine, query: Any) -> Iterator[list[tuple[str, int]]]:
         if last is not None:
             page_query = page_query.where(address > last)
         with engine.connect() as connection:
-            rows = [(r[0], r[1]) for r in connection.execute(page_query)]
+            rows = [(r[0], r[1]) for r in connection.execute(page_query).all()]
         if not rows:
             return
         last = rows[-1][0]
