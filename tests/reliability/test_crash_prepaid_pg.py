@@ -13,8 +13,10 @@ TEMPLATE``).
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -30,9 +32,11 @@ from .test_crash_prepaid import (
     CHUNK,
     DAY,
     FIRST,
+    Ledger,
     Snapshot,
     assert_no_survivors,
     assert_same_rating,
+    burst_file,
     feikong,
     kill9_when,
     snapshot,
@@ -122,6 +126,23 @@ def test_rate_killed_inside_a_transaction_on_postgresql(
     assert_same_rating(snapshot(engine), want, DAY)
 
 
+def wait_on_lock(engine: Engine, proc: subprocess.Popen[str]) -> None:
+    """Poll until a connection of the database waits for a lock (or ``proc`` ended)."""
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+    )
+    seen = 0
+    with engine.connect() as probe:
+        for _ in range(10_000):
+            seen = probe.execute(text(waiting)).scalar_one()
+            probe.rollback()  # pg_stat_activity is a snapshot per transaction
+            if seen or proc.poll() is not None:
+                break
+            time.sleep(0.002)
+    assert seen and proc.poll() is None, "the command was not seen waiting for the lock"
+
+
 def test_rate_waits_for_a_table_locked_by_another_writer_on_postgresql(
     pg_crash: tuple[str, Engine], pg_reference: tuple[Snapshot, dict[str, object]]
 ) -> None:
@@ -131,20 +152,7 @@ def test_rate_waits_for_a_table_locked_by_another_writer_on_postgresql(
     transaction = holder.begin()
     holder.execute(text("LOCK TABLE prepaid_rating_state IN EXCLUSIVE MODE"))
     proc = start("rate", "--date", DAY.isoformat(), "--db", url, "--json")
-    waiting = (
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock'"
-    )
-    # release only once the rating is seen waiting for the lock
-    seen = 0
-    with engine.connect() as probe:
-        for _ in range(10_000):
-            seen = probe.execute(text(waiting)).scalar_one()
-            probe.rollback()  # pg_stat_activity is a snapshot per transaction
-            if seen or proc.poll() is not None:
-                break
-            time.sleep(0.002)
-    assert seen and proc.poll() is None, "the rating was not seen waiting for the lock"
+    wait_on_lock(engine, proc)
     transaction.commit()
     holder.close()
     out, err = proc.communicate(timeout=120)
@@ -155,3 +163,38 @@ def test_rate_waits_for_a_table_locked_by_another_writer_on_postgresql(
     with engine.connect() as connection:
         charged = connection.execute(text(CHARGES_OF_DAY), {"day": day_number(DAY)}).scalar_one()
     assert charged == pg_reference[1]["rated"]
+
+
+@pytest.mark.slow
+def test_payments_wait_for_a_table_locked_by_another_writer_on_postgresql(
+    pg_url: str,  # noqa: F811
+    pg_crash: tuple[str, Engine],
+    tmp_path: Path,
+) -> None:
+    """A burst of 6,000 payments while another writer locks the CIS balances: the
+    import waits, then credits each payment once — as the same import unhindered."""
+    url, engine = pg_crash
+    csv = tmp_path / "burst.csv"
+    amounts = burst_file(engine, csv)
+    ref_url = copy_database(pg_url, "province", "paid")
+    feikong("cis", "import", str(csv), "--db", ref_url)
+    ref = open_database(ref_url)
+    want = snapshot(ref)
+    ref.dispose()
+
+    holder = engine.connect()
+    transaction = holder.begin()
+    holder.execute(text("LOCK TABLE prepaid_cis_account IN EXCLUSIVE MODE"))
+    proc = start("cis", "import", str(csv), "--db", url, "--json")
+    wait_on_lock(engine, proc)
+    transaction.commit()
+    holder.close()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert json.loads(out)["credited"] == len(amounts)
+    ledger = Ledger.read(engine)
+    assert ledger.movements == {op: [fen] for op, fen in amounts.items()}
+    assert ledger.posted == amounts
+    got = snapshot(engine)
+    assert got.cis == want.cis and got.realtime == want.realtime
+    assert got.states == want.states
