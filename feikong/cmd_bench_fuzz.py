@@ -60,6 +60,7 @@ class FuzzResult:
     exit_code: int
     reproducer: str | None
     reason: str | None
+    slowest_input: str | None
 
     @property
     def inputs_per_s(self) -> float:
@@ -91,6 +92,7 @@ def run_target(
     corpus.mkdir(parents=True, exist_ok=True)
     stats_path = folder / "stats.json"
     stats_path.unlink(missing_ok=True)
+    (folder / "stats.json.slowest").unlink(missing_ok=True)
     log_path = folder / "fuzz.log"
     command = [sys.executable, "-m", "feikong.fuzz", target]
     if engine == "atheris":
@@ -166,6 +168,7 @@ def run_target(
         exit_code=child.returncode,
         reproducer=str(artifacts[0]) if artifacts else None,
         reason=reason,
+        slowest_input=str(slowest) if (slowest := folder / "stats.json.slowest").exists() else None,
     )
 
 
