@@ -163,7 +163,7 @@ def run_target(
         corpus=corp,
         crashes=1 if failed else 0,
         slowest_ms=float(stats.get("slowest_ms", 0.0)),
-        peak_rss_mib=round(usage.ru_maxrss / 1024, 1),
+        peak_rss_mib=float(stats.get("peak_rss_mib") or round(usage.ru_maxrss / 1024, 1)),
         cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
         exit_code=child.returncode,
         reproducer=str(artifacts[0]) if artifacts else None,

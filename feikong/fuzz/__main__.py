@@ -68,6 +68,7 @@ class Stats:
         now = time.monotonic() if now is None else now
         self._written = now
         data = {
+            "peak_rss_mib": _peak_rss_mib(),
             "inputs": self.inputs,
             "seconds": round(now - self.started, 3),
             "slowest_ms": round(self.slowest_ms, 3),
@@ -77,6 +78,19 @@ class Stats:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)
         os.replace(tmp, self.path)
+
+
+def _peak_rss_mib() -> float | None:
+    """This process's peak resident memory (VmHWM: unlike ``ru_maxrss``, it does not count
+    the parent's memory that a spawned child inherits until its exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def _fill_corpus(paths: list[str], seeds: list[bytes]) -> None:
