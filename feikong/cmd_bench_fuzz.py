@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -119,7 +120,14 @@ def run_target(
             str(folder),
             str(corpus),
         ]
-    env = {**os.environ, "FEIKONG_FUZZ_STATS": str(stats_path), "PYTHONHASHSEED": "0"}
+    shm = Path("/dev/shm")
+    workdir = Path(tempfile.mkdtemp(prefix="feikong-fuzz-", dir=shm if shm.is_dir() else None))
+    env = {
+        **os.environ,
+        "FEIKONG_FUZZ_STATS": str(stats_path),
+        "FEIKONG_FUZZ_WORKDIR": str(workdir),
+        "PYTHONHASHSEED": "0",
+    }
     before = {p.name for p in folder.iterdir() if p.name.startswith(_ARTIFACT)}
     started = time.monotonic()
     with log_path.open("wb") as log:
@@ -136,6 +144,7 @@ def run_target(
                 break
             time.sleep(0.2)
     child.returncode = os.waitstatus_to_exitcode(status)
+    shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started
     log_text = log_path.read_text(encoding="utf-8", errors="replace")
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
