@@ -323,22 +323,53 @@ def audit_export(
     )
 
 
+def _anchor(text: str) -> tuple[int, str]:
+    ident, sep, digest = text.strip().partition(":")
+    digest = digest.strip().lower()
+    if (
+        not sep
+        or not ident.strip().isdigit()
+        or len(digest) != 64
+        or any(c not in "0123456789abcdef" for c in digest)
+    ):
+        fail(
+            f"--anchor {text!r} is not ENTRY:HASH (an entry number, a colon and the 64 hex "
+            "digits of its SHA-256, as `feikong audit verify` prints after `anchor:`)",
+            2,
+        )
+    return int(ident), digest
+
+
 @audit_app.command("verify")
 def audit_verify(
     db: str | None = db_option(),
+    anchor: list[str] = typer.Option(
+        [],
+        "--anchor",
+        metavar="ENTRY:HASH",
+        help="An anchor noted down earlier from this command's output, kept outside the "
+        "database: the entry must still have that hash (a log rewritten with new hashes "
+        "is found). Repeatable.",
+    ),
     as_json: bool = _json_option(),
 ) -> None:
-    """Recompute the hash chain; exit 1 and name the first bad entry if it is broken."""
+    """Recompute the hash chain; exit 1 and name the first bad entry if it is broken.
+
+    When intact it prints the head as `anchor: LAST:HASH`: keep that line outside the
+    database (a ticket, a printout, another system) and pass it back with --anchor.
+    """
+    anchors = [_anchor(a) for a in anchor]
     log = _log(open_db(db))
     if console.is_terminal and not as_json:
         columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=err_console, transient=True) as bar:
             task = bar.add_task("verify", total=None)
             report = log.verify(
-                progress=lambda done, total: bar.update(task, completed=done, total=total)
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                anchors=anchors,
             )
     else:
-        report = log.verify()
+        report = log.verify(anchors=anchors)
     if as_json:
         print_json(
             {
@@ -347,10 +378,13 @@ def audit_verify(
                 "last_id": report.last_id,
                 "bad_id": report.bad_id,
                 "problem": report.problem,
+                "anchor": report.anchor if report.ok else None,
             }
         )
     else:
         console.print(str(report), highlight=False)
+        if report.ok:
+            console.print(f"anchor: {report.anchor}", highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
 

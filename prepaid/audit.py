@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -169,6 +169,15 @@ class ChainReport:
     last_id: int
     bad_id: int | None = None
     problem: str | None = None
+    last_hash: str = ""
+    """The hash of the last entry: write it down outside the database (an *anchor*,
+    ``LAST_ID:HASH``) and give it to :meth:`AuditLog.verify` later — a log rewritten
+    wholesale, hashes and all, no longer carries it."""
+
+    @property
+    def anchor(self) -> str:
+        """``LAST_ID:HASH`` of the chain's head, for ``feikong audit verify --anchor``."""
+        return f"{self.last_id}:{self.last_hash}"
 
     def __str__(self) -> str:
         if self.ok:
@@ -361,9 +370,19 @@ class AuditLog:
     # -- verifying -----------------------------------------------------------------------
 
     def verify(
-        self, *, batch: int = 5000, progress: Callable[[int, int], None] | None = None
+        self,
+        *,
+        batch: int = 5000,
+        progress: Callable[[int, int], None] | None = None,
+        anchors: Sequence[tuple[int, str]] = (),
     ) -> ChainReport:
-        """Recompute the chain from entry 1; the first gap, edit or broken link is reported."""
+        """Recompute the chain from entry 1; the first gap, edit or broken link is reported.
+
+        ``anchors`` are ``(entry id, hash)`` pairs noted down earlier outside the database
+        (:attr:`ChainReport.anchor`): each entry must still be there with that hash, which
+        finds a log rewritten with freshly computed hashes too.
+        """
+        expected = {int(ident): str(digest).lower() for ident, digest in anchors}
         with self.engine.connect() as conn:
             head = conn.execute(
                 sa.select(audit_head.c.last_id, audit_head.c.last_hash).where(audit_head.c.id == 1)
@@ -413,6 +432,16 @@ class AuditLog:
                         row.id,
                         "its content does not match its hash (the entry was changed)",
                     )
+                anchored = expected.pop(row.id, None)
+                if anchored is not None and anchored != row.hash:
+                    return ChainReport(
+                        False,
+                        checked,
+                        last,
+                        row.id,
+                        f"its hash {row.hash[:16]}… is not the {anchored[:16]}… noted down for "
+                        "it (the log was rewritten since)",
+                    )
                 prev, last, expected_id = row.hash, row.id, row.id + 1
                 checked += 1
             if progress is not None:
@@ -427,4 +456,14 @@ class AuditLog:
                 f"the chain head says the last entry is #{head_id}, but the log ends at "
                 f"#{last} (entries were removed from the end)",
             )
-        return ChainReport(True, checked, last)
+        if expected:
+            missing = min(expected)
+            return ChainReport(
+                False,
+                checked,
+                last,
+                missing,
+                f"entry #{missing} was noted down but the log ends at #{last} "
+                "(entries were removed from the end)",
+            )
+        return ChainReport(True, checked, last, last_hash=prev)

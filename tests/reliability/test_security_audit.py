@@ -5,8 +5,9 @@ deletes, reorders or inserts one entry of a real log written by real actions (op
 added, granted, logged in). ``feikong audit verify`` must exit non-zero and name the
 first bad entry; the untouched log verifies (exit 0).
 
-What the chain cannot show (RELIABILITY.md says so): a writer who rewrites *every* hash
-from the tampered entry to the head row — no external anchor is kept.
+A writer who rewrites *every* hash from the tampered entry to the head row leaves a
+chain that is consistent in itself: only an anchor (``ENTRY:HASH`` printed by a verify
+before and kept outside the database) finds that, through ``--anchor``.
 """
 
 from __future__ import annotations
@@ -152,3 +153,69 @@ def test_audit_verify_names_the_first_tampered_entry(
     assert report["bad_id"] == named
     # the entries before the bad one were checked and found good
     assert report["checked"] == named - 1
+
+
+def _rewrite_from(conn: sa.Connection, entry_id: int, actor: str) -> None:
+    """The attack a bare chain cannot show: change an entry and recompute every hash from
+    it to the head row, as a writer with the database and the code could."""
+    from prepaid.audit import _entry_hash, audit_head
+
+    prev = _row(conn, entry_id)["prev_hash"]
+    last = conn.execute(sa.select(sa.func.max(audit_table.c.id))).scalar_one()
+    for ident in range(entry_id, last + 1):
+        row = _row(conn, ident)
+        who = actor if ident == entry_id else row["actor"]
+        digest = _entry_hash(
+            ident, row["at"], who, row["action"], row["target"], row["details"], prev
+        )
+        conn.execute(
+            sa.update(audit_table)
+            .where(audit_table.c.id == ident)
+            .values(actor=who, prev_hash=prev, hash=digest)
+        )
+        prev = digest
+    conn.execute(sa.update(audit_head).values(last_hash=prev))
+
+
+def test_a_log_rewritten_with_new_hashes_is_found_by_an_anchor_noted_earlier(
+    tmp_path: Path,
+) -> None:
+    engine = fresh_engine(tmp_path)
+    total = _real_log(engine)
+    db = ["--db", url_of(engine)]
+    intact = runner.invoke(app, ["audit", "verify", *db])
+    assert intact.exit_code == 0, intact.output
+    (anchor,) = re.findall(r"^anchor: (\d+:[0-9a-f]{64})$", intact.output, re.MULTILINE)
+    assert anchor.startswith(f"{total}:")
+    as_json = json.loads(runner.invoke(app, ["audit", "verify", *db, "--json"]).stdout)
+    assert as_json["anchor"] == anchor
+    # the anchor of an intact log holds
+    again = runner.invoke(app, ["audit", "verify", *db, "--anchor", anchor])
+    assert again.exit_code == 0, again.output
+
+    _untrigger(engine)
+    with engine.begin() as conn:
+        _rewrite_from(conn, 4, "mallory")
+
+    plain = runner.invoke(app, ["audit", "verify", *db])
+    assert plain.exit_code == 0, plain.output  # the chain alone cannot tell …
+    assert "mallory" not in plain.output
+    anchored = runner.invoke(app, ["audit", "verify", *db, "--anchor", anchor])
+    assert anchored.exit_code == 1, anchored.output  # … the anchor kept outside can
+    assert f"audit chain BROKEN at entry #{total}:" in anchored.output
+    assert "noted down for it (the log was rewritten since)" in " ".join(anchored.output.split())
+
+
+def test_an_anchor_past_the_end_or_malformed_is_refused(tmp_path: Path) -> None:
+    engine = fresh_engine(tmp_path)
+    total = _real_log(engine)
+    db = ["--db", url_of(engine)]
+    past = runner.invoke(app, ["audit", "verify", *db, "--anchor", f"{total + 5}:{'ab' * 32}"])
+    assert past.exit_code == 1, past.output
+    said = " ".join(past.output.split())  # the console wraps long lines
+    assert f"entry #{total + 5} was noted down but the log ends at #{total}" in said
+    for bad in ("12", "x:" + "ab" * 32, f"3:{'ab' * 31}", f"3:{'zz' * 32}"):
+        result = runner.invoke(app, ["audit", "verify", *db, "--anchor", bad])
+        assert result.exit_code == 2, (bad, result.output)
+        assert "is not ENTRY:HASH" in result.output
+        assert "Traceback" not in result.output
