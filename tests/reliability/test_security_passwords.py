@@ -4,7 +4,7 @@ Operators are added and log in through ``feikong users`` (the password in
 ``$FEIKONG_PASSWORD``, as a script gives it); then every byte the database keeps —
 the SQLite file and its write-ahead log — is searched for each password in UTF-8,
 UTF-16 and hex. The stored hash verifies the right password, refuses a wrong one,
-carries its own parameters (scrypt n ≥ 2^15, r 8, p 1, a 16-byte random salt, a
+carries its own parameters (scrypt n ≥ 2^17, r 8, p 1, a 16-byte random salt, a
 32-byte key) and a weaker hash is upgraded at the next login.
 """
 
