@@ -61,6 +61,7 @@ __all__ = [
     "RealtimeBalance",
     "account_ids",
     "adopt_opening_balances",
+    "finish_postings",
     "iter_realtime_balances",
     "post_receipts",
     "realtime_balance",
@@ -68,6 +69,7 @@ __all__ = [
     "settle_charges",
     "settled_floor",
     "sync_balances",
+    "unfinished_postings",
     "write_lock",
 ]
 
@@ -79,6 +81,8 @@ _STATE: Final[sa.Table] = RatingState.__table__  # type: ignore[attr-defined]
 _LOOKUP_BATCH: Final = 900
 _ID_BATCH: Final = 10_000
 _SETTLE_BATCH: Final = 5_000
+_KEY_BATCH: Final = 500
+"""Posting keys per statement (two parameters each)."""
 #: No settlement yet: every charge day (day numbers are ≥ 0) is after this one.
 NEVER: Final = -1
 #: Later than any charge day.
@@ -805,3 +809,53 @@ def post_receipts(
                 )
         done.extend(now_posted)
     return done
+
+
+def _posting_keys(receipts: Iterable[Receipt]) -> list[tuple[str, str]]:
+    return sorted({(r.kind.value, r.operation_id) for r in receipts})
+
+
+def unfinished_postings(engine: Engine, receipts: Iterable[Receipt]) -> set[tuple[str, str]]:
+    """The ``(kind, operation_id)`` of ``receipts`` posted but not followed up yet
+    (``done_at`` is NULL: a crash came between the posting and the re-rating or event)."""
+    keys = _posting_keys(receipts)
+    found: set[tuple[str, str]] = set()
+    with engine.connect() as connection:
+        for start in range(0, len(keys), _KEY_BATCH):
+            batch = keys[start : start + _KEY_BATCH]
+            found.update(
+                (str(kind), str(op))
+                for kind, op in connection.execute(
+                    sa.select(posted.c.kind, posted.c.operation_id).where(
+                        sa.tuple_(posted.c.kind, posted.c.operation_id).in_(batch),
+                        posted.c.done_at.is_(None),
+                    )
+                )
+            )
+    return found
+
+
+def finish_postings(
+    engine: Engine, receipts: Iterable[Receipt], *, clock: Clock | None = None
+) -> set[tuple[str, str]]:
+    """Mark the postings of ``receipts`` followed up; returns the keys marked by *this*
+    call, so of two processes finishing the same payment only one sends its event."""
+    keys = _posting_keys(receipts)
+    now = (clock or RealClock()).now()
+    marked: set[tuple[str, str]] = set()
+    for start in range(0, len(keys), _KEY_BATCH):
+        batch = keys[start : start + _KEY_BATCH]
+        with engine.begin() as connection:
+            marked.update(
+                (str(kind), str(op))
+                for kind, op in connection.execute(
+                    sa.update(posted)
+                    .where(
+                        sa.tuple_(posted.c.kind, posted.c.operation_id).in_(batch),
+                        posted.c.done_at.is_(None),
+                    )
+                    .values(done_at=now)
+                    .returning(posted.c.kind, posted.c.operation_id)
+                )
+            )
+    return marked

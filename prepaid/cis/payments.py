@@ -15,8 +15,10 @@
   account it credited, in bulk.
 
 A repeated payment id returns the original receipt and moves nothing (no event, no
-re-rating) — unless the first attempt crashed between the CIS and the platform: then
-the repeat finishes the job (posts, re-rates, sends the event). A payment to an
+re-rating) — unless the first attempt crashed before it was done: between the CIS and
+the platform, or after the posting but before the re-rating and the event
+(``prepaid_cis_posted.done_at`` still empty); then the repeat finishes the job (posts,
+re-rates, sends the event), once however many repeats race. A payment to an
 account the platform does not know is refused and recorded. With the built-in ledger,
 an account the ledger has never seen is first opened with its stored balance
 (:func:`prepaid.balance.adopt_opening_balances`).
@@ -43,9 +45,11 @@ from ..balance import (
     RealtimeBalance,
     account_ids,
     adopt_opening_balances,
+    finish_postings,
     post_receipts,
     realtime_balance,
     realtime_balances,
+    unfinished_postings,
 )
 from ._adapter import CisAdapter, PaymentOrder, Rejection
 from ._csv import PaymentImportReport
@@ -252,6 +256,37 @@ class PaymentService:
             except Exception:
                 log.exception("on_payment hook %r failed for %s", hook, event.receipt.operation_id)
 
+    def _follow_up(
+        self, credited: Sequence[tuple[Receipt, int]], now_posted: Sequence[bool], day: date
+    ) -> tuple[
+        dict[tuple[str, str], tuple[Receipt, int]],
+        str | None,
+        dict[tuple[str, str], tuple[Receipt, int]],
+    ]:
+        """Re-rate the accounts of the payments posted now — and of those a crash left
+        posted but not followed up — then mark them done.
+
+        Returns the payments followed up (by key), the re-rating error if any, and the
+        payments whose event this call is to send: the ones it marked done (a twin
+        finishing the same payment at the same moment marks nothing: one event each).
+        """
+        todo: dict[tuple[str, str], tuple[Receipt, int]] = {}
+        for (receipt, ident), first in zip(credited, now_posted, strict=True):
+            if first:
+                todo.setdefault((receipt.kind.value, receipt.operation_id), (receipt, ident))
+        repeats = [(r, i) for (r, i), first in zip(credited, now_posted, strict=True) if not first]
+        if repeats:
+            left = unfinished_postings(self.engine, [r for r, _ in repeats])
+            for receipt, ident in repeats:
+                key = (receipt.kind.value, receipt.operation_id)
+                if key in left:
+                    todo.setdefault(key, (receipt, ident))
+        if not todo:
+            return {}, None, {}
+        error = self._rerate(sorted({ident for _, ident in todo.values()}), day)
+        marked = finish_postings(self.engine, [r for r, _ in todo.values()], clock=self.clock)
+        return todo, error, {key: todo[key] for key in todo if key in marked}
+
     # ------------------------------------------------------------------ operations
 
     @_database_errors
@@ -272,11 +307,11 @@ class PaymentService:
         self._adopt([ident], [check_account_no(account_no)])
         receipt = self.cis.pay(account_no, amount_fen, payment_id, paid_at=paid_at, source=source)
         day = self.clock.now().date()
-        (posted,) = post_receipts(self.engine, [(receipt, ident)], clock=self.clock)
-        if not posted:  # a repeat of a payment the platform has fully taken already
+        posted = post_receipts(self.engine, [(receipt, ident)], clock=self.clock)
+        followed, error, to_send = self._follow_up([(receipt, ident)], posted, day)
+        if not followed:  # a repeat of a payment the platform has fully taken already
             balance = realtime_balance(self.engine, ident)
             return PaymentOutcome(receipt, balance, day, elapsed_s=time.perf_counter() - started)
-        error = self._rerate([ident], day)
         balance = realtime_balance(self.engine, ident)
         outcome = PaymentOutcome(
             receipt,
@@ -294,7 +329,8 @@ class PaymentService:
             format_fen(balance.realtime_fen),
             outcome.elapsed_s,
         )
-        self._emit(PaymentEvent(receipt, ident, balance, self.clock.now()))
+        if to_send:
+            self._emit(PaymentEvent(receipt, ident, balance, self.clock.now()))
         return outcome
 
     @_database_errors
@@ -357,28 +393,30 @@ class PaymentService:
             posted = post_receipts(
                 self.engine, [(r, ident) for _, r, ident in credited], clock=self.clock
             )
-            fresh = sorted({ident for (_, _, ident), p in zip(credited, posted, strict=True) if p})
-            rating_error = self._rerate(fresh, day) if fresh else None
+            followed, rating_error, to_send = self._follow_up(
+                [(r, ident) for _, r, ident in credited], posted, day
+            )
             balances = realtime_balances(self.engine, sorted({c[2] for c in credited}))
             elapsed = time.perf_counter() - started
             now = self.clock.now()
             events: list[PaymentEvent] = []
-            for (i, receipt, ident), now_posted in zip(credited, posted, strict=True):
+            for i, receipt, ident in credited:
+                key = (receipt.kind.value, receipt.operation_id)
                 results[i] = PaymentOutcome(
                     receipt,
                     balances[ident],
                     day,
-                    rerated=now_posted and rating_error is None,
-                    rating_error=rating_error if now_posted else None,
+                    rerated=key in followed and rating_error is None,
+                    rating_error=rating_error if key in followed else None,
                     elapsed_s=elapsed,
                 )
-                if now_posted:
+                if to_send.pop(key, None) is not None:
                     events.append(PaymentEvent(receipt, ident, balances[ident], now))
             log.info(
                 "%d payment(s) credited, %d new, %d account(s) re-rated (%.3f s)",
                 len(credited),
                 len(events),
-                len(fresh),
+                len({ident for _, ident in followed.values()}),
                 elapsed,
             )
             for event in events:
@@ -421,6 +459,7 @@ class PaymentService:
             raise error
         receipt = self.cis.refund(account_no, amount_fen, refund_id, at=at, source=source)
         post_receipts(self.engine, [(receipt, ident)], clock=self.clock)
+        finish_postings(self.engine, [receipt], clock=self.clock)  # nothing follows a refund
         balance = realtime_balance(self.engine, ident)
         return PaymentOutcome(
             receipt, balance, self.clock.now().date(), elapsed_s=time.perf_counter() - started
@@ -449,21 +488,15 @@ class PaymentService:
         report = _import(self.cis, source, known_accounts=known, progress=progress)
         outcome = ImportOutcome(report)
         pairs = [(r, ids_by_no[r.account_no]) for r in report.receipts]
-        fresh = [
-            pair
-            for pair, now_posted in zip(
-                pairs, post_receipts(self.engine, pairs, clock=self.clock), strict=True
-            )
-            if now_posted
-        ]
-        if not fresh:
-            return outcome
-        ids = sorted({ident for _, ident in fresh})
+        posted = post_receipts(self.engine, pairs, clock=self.clock)
         day = self.clock.now().date()
-        outcome.rating_error = self._rerate(ids, day)
+        followed, outcome.rating_error, to_send = self._follow_up(pairs, posted, day)
+        if not followed:
+            return outcome
+        ids = sorted({ident for _, ident in followed.values()})
         outcome.rerated = 0 if outcome.rating_error else len(ids)
         outcome.balances = realtime_balances(self.engine, ids)
         now = self.clock.now()
-        for receipt, ident in fresh:
+        for receipt, ident in to_send.values():
             self._emit(PaymentEvent(receipt, ident, outcome.balances[ident], now))
         return outcome

@@ -114,4 +114,8 @@ posted = sa.Table(
     ),
     sa.Column("amount_fen", sa.BigInteger(), nullable=False),
     sa.Column("posted_at", sa.DateTime(), nullable=False),
+    sa.Column("done_at", sa.DateTime(), nullable=True),
 )
+"""``done_at``: when what follows the posting of a payment was done — the re-rating of its
+account and its ``on_payment`` event (for a refund: at once). ``NULL``: posted, but a
+crash came before that; the payment's redelivery finishes it (``prepaid.balance``)."""

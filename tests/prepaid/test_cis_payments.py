@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 
 from headend.readings import NewReading, store_readings
 from prepaid.balance import adopt_opening_balances, realtime_balance
-from prepaid.cis import LedgerCis, RefundRefusedError, UnknownAccountError
-from prepaid.cis.payments import PaymentEvent, PaymentService
+from prepaid.cis import LedgerCis, PaymentOrder, RefundRefusedError, UnknownAccountError
+from prepaid.cis.payments import PaymentEvent, PaymentOutcome, PaymentService
 from prepaid.models import Charge, Outcome, RatingState, day_number
 from prepaid.rating import DAILY_FORWARD_DI, rate_accounts
 from protocol.clock import SteppedClock
@@ -175,6 +175,102 @@ def test_a_crash_between_the_cis_and_the_platform_is_finished_by_the_retry(
     assert not again.rerated
     assert again.balance.stored_fen == 1_460
     assert len(events) == 1
+
+
+class Killed(BaseException):
+    """The process dies (kill -9): nothing after this point runs, nothing catches it."""
+
+
+def _killed_before_rating(
+    engine: Engine, ids: list[int], day: date, *, clock: object = None
+) -> None:
+    raise Killed
+
+
+def _done_at(engine: Engine, payment_id: str) -> object:
+    with engine.connect() as c:
+        return c.execute(
+            sa.text(
+                "SELECT done_at FROM prepaid_cis_posted WHERE kind = 'payment' "
+                "AND operation_id = :op"
+            ),
+            {"op": payment_id},
+        ).scalar_one()
+
+
+def test_a_crash_after_posting_before_the_rerating_is_finished_by_the_retry(
+    engine: Engine, ledger: LedgerCis, clock: SteppedClock, rated: int
+) -> None:
+    """Posted to the real-time balance, then the process died before the re-rating and the
+    event (the reconnection hangs on it): the redelivered payment does both, once."""
+    events: list[PaymentEvent] = []
+    dying = PaymentService(engine, ledger, clock=clock, rate=_killed_before_rating)
+    dying.subscribe(events.append)
+    with pytest.raises(Killed):
+        dying.pay("3300000001", 2_000, "P1")
+    assert ledger.balance("3300000001") == 2_500
+    assert realtime_balance(engine, rated).stored_fen == 2_500  # posted, today not rated
+    assert _done_at(engine, "P1") is None
+    assert events == []
+
+    service = PaymentService(engine, ledger, clock=clock, on_payment=[events.append])
+    retry = service.pay("3300000001", 2_000, "P1")
+    assert retry.receipt.duplicate  # nothing credited or posted twice …
+    assert retry.rerated  # … but the re-rating is done now: 20 kWh × 0.52 = 10.40
+    assert retry.balance.realtime_fen == retry.balance.stored_fen == 500 + 2_000 - 1_040
+    assert [e.receipt.operation_id for e in events] == ["P1"]
+    assert _done_at(engine, "P1") is not None
+    again = service.pay("3300000001", 2_000, "P1")
+    assert not again.rerated
+    assert again.balance.stored_fen == 1_460
+    assert len(events) == 1
+
+
+def test_racing_redeliveries_of_an_unfinished_payment_send_one_event(
+    engine: Engine, ledger: LedgerCis, clock: SteppedClock, rated: int
+) -> None:
+    with pytest.raises(Killed):
+        PaymentService(engine, ledger, clock=clock, rate=_killed_before_rating).pay(
+            "3300000001", 2_000, "P1"
+        )
+    events: list[PaymentEvent] = []
+    service = PaymentService(engine, ledger, clock=clock, on_payment=[events.append])
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            barrier.wait()
+            service.pay("3300000001", 2_000, "P1")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(events) == 1
+    final = realtime_balance(engine, rated)
+    assert final.realtime_fen == final.stored_fen == 500 + 2_000 - 1_040
+    assert ledger.balance("3300000001") == 2_500
+
+
+def test_a_batch_killed_before_the_rerating_is_finished_by_its_redelivery(
+    engine: Engine, ledger: LedgerCis, clock: SteppedClock, rated: int
+) -> None:
+    orders = [PaymentOrder("B1", "3300000001", 700), PaymentOrder("B2", "3300000001", 300)]
+    with pytest.raises(Killed):
+        PaymentService(engine, ledger, clock=clock, rate=_killed_before_rating).pay_many(orders)
+    events: list[PaymentEvent] = []
+    service = PaymentService(engine, ledger, clock=clock, on_payment=[events.append])
+    # the CIS sends the batch again, one payment twice in it
+    results = service.pay_many([*orders, orders[0]])
+    assert all(isinstance(r, PaymentOutcome) and r.rerated for r in results)
+    assert sorted(e.receipt.operation_id for e in events) == ["B1", "B2"]
+    assert realtime_balance(engine, rated).stored_fen == 500 + 1_000 - 1_040
+    assert service.pay_many(orders) and len(events) == 2
 
 
 def test_an_account_new_to_the_ledger_is_opened_with_its_stored_balance(
