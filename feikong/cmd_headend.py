@@ -20,6 +20,8 @@ from .cmd_headend_shards import dispatch_command
 from .output import console, err_console, fail, print_json
 
 if TYPE_CHECKING:  # the database stack is imported only by the commands that use it
+    from collections.abc import Callable
+
     from sqlalchemy.engine import Engine
 
     from headend.archive import ImportReport
@@ -337,6 +339,80 @@ _ACTION_KINDS = {
 }
 
 
+_PERMISSIONS = {
+    Action.TRIP: "trip",
+    Action.PERMIT_CLOSE: "permit-close",
+    Action.CLOSE: "permit-close",
+    Action.GUARANTEE: "guarantee",
+    Action.GUARANTEE_OFF: "guarantee",
+}
+"""The prepaid platform's role action (``prepaid.users.Action``) each command needs."""
+
+
+def _operator_for(
+    engine: Engine, user: str | None, action: Action, address: str
+) -> Callable[[str, bool], None] | None:
+    """On a database with operators: log ``user`` in and check the role (refusals are
+    audited and exit 1); returns what records the queued job in the audit log. On a
+    head-end database without operators: ``None`` (nothing to check)."""
+    import sqlalchemy as sa
+
+    if not sa.inspect(engine).has_table("prepaid_operator"):
+        return None
+    from prepaid.audit import AuditLog
+    from prepaid.users import Action as Permission
+    from prepaid.users import PermissionDeniedError, Users, operator_table, require
+    from protocol.clock import RealClock
+
+    from .cmd_settings import login
+
+    with engine.connect() as conn:
+        if conn.execute(sa.select(operator_table.c.login).limit(1)).first() is None:
+            return None
+        known = conn.execute(
+            sa.text("SELECT 1 FROM headend_meter WHERE address = :address"), {"address": address}
+        ).first()
+        if known is None:  # a bad or unknown address: the job store refuses it, clearly
+            return None
+        unit = conn.execute(
+            sa.text(
+                "SELECT u.code FROM prepaid_account a JOIN prepaid_supply_unit u "
+                "ON u.id = a.supply_unit_id WHERE a.meter_address = :address"
+            ),
+            {"address": address},
+        ).scalar()
+    if not user:
+        fail(
+            f"this database has operators: give your login with --user to {action.value} "
+            f"meter {address} (the role for it is checked and the command audited)",
+            2,
+        )
+    clock = RealClock()
+    audit = AuditLog(engine, clock)
+    operator = login(Users(engine, clock=clock, audit=audit), user)
+    permission = Permission(_PERMISSIONS[action])
+    try:
+        require(operator, permission, supply_unit=unit)
+    except PermissionDeniedError as exc:
+        audit.record(
+            operator,
+            f"meter.{action.value}.refused",
+            f"meter:{address}"[:200],
+            {"reason": str(exc), "via": "feikong headend command"},
+        )
+        fail(f"refused: {exc}", 1)
+
+    def record(job_id: str, created: bool) -> None:
+        audit.record(
+            operator,
+            f"meter.{action.value}",
+            f"meter:{address}"[:200],
+            {"job": job_id, "created": created, "via": "feikong headend command"},
+        )
+
+    return record
+
+
 def command_command(
     address: str = typer.Argument(..., help="Meter address, 12 digits."),
     action: Action = typer.Argument(..., case_sensitive=False, help="What the meter should do."),
@@ -354,11 +430,19 @@ def command_command(
     timeout: float = typer.Option(2.0, "--timeout", help="Response timeout, s (with --wait)."),
     settle: float = _SETTLE,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    user: str | None = typer.Option(
+        None,
+        "--user",
+        help="Your login, where the database has operators (the prepaid platform's): "
+        "the command needs the role for it (trip, permit-close, guarantee) and is audited.",
+    ),
 ) -> None:
     """Queue a control command for a meter (a job); with --wait, carry it out and report.
 
-    Without --wait a running `feikong headend run` carries it out. Exit status: 0
-    queued or done, 1 failed or expired, 2 bad input.
+    Without --wait a running `feikong headend run` carries it out. On a database with
+    operators (`feikong users`) it needs --user with the role for the command; a bench
+    head-end database without operators needs none. Exit status: 0 queued or done,
+    1 failed, expired or refused, 2 bad input.
     """
     from headend.jobs import JobSpec, JobStore
     from headend.models import JobKind
@@ -371,6 +455,7 @@ def command_command(
         reason = "manual trip (feikong headend command)"
     clock = RealClock()
     engine = _open(db)
+    audit_as = _operator_for(engine, user, action, address)
     spec = JobSpec(
         kind=kind,
         address=address,
@@ -385,6 +470,8 @@ def command_command(
         job, created = store.submit(spec, clock.now())
     except HeadendError as exc:
         fail(escape(str(exc)), 2)
+    if audit_as is not None:
+        audit_as(job.id, created)
     if not wait:
         if as_json:
             print_json({"job": job.to_dict(), "created": created})

@@ -489,7 +489,8 @@ SYSTEM_ACTIONS = {
     "payments, refunds (feikong cis)": "the CIS (营销系统) side: its own operators and records",
     "selection, notice, trips on the due time": "system:workflows after two approvals",
     "anomaly orders (open)": "system:anomalies; record/close are work-order steps above",
-    "head-end jobs (feikong headend command)": "the head-end layer has no operators (report)",
+    "head-end jobs (feikong headend command) on a bench database": "no operators there; "
+    "on a database with operators it needs --user and the role (CLI cases below)",
     "tariffs": "TOML files read by rating; no command changes a stored tariff",
     "feikong generate": "a synthetic population for benches, into an empty database",
     "messages send-queued": "system: delivers what was queued; queueing needs send-custom-sms",
@@ -566,6 +567,9 @@ CLI_CASES = [
     ("disconnect request", ["disconnect", "request", CUSTOMERS[0]], "customer.service"),
     ("vend sell", ["vend", "sell", LOCAL, "50.00", "--sale-id", "S-9"], "auditor"),
     ("reminders run --manual", ["reminders", "run", "--manual"], "fault.handler"),
+    ("headend command trip", ["headend", "command", METERS[0], "trip"], "customer.service"),
+    ("headend command guarantee", ["headend", "command", METERS[0], "guarantee"], "auditor"),
+    ("headend command close", ["headend", "command", METERS[0], "close"], "auditor"),
 ]
 
 
@@ -611,3 +615,40 @@ def test_queueing_a_custom_sms_on_the_command_line_needs_the_role(tmp_path: Path
     )
     assert result.exit_code != 0, result.output
     assert _state(w.engine) == before
+
+
+def _queued_jobs(engine: Engine) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        return [
+            (str(kind), str(address))
+            for kind, address in conn.execute(
+                sa.text("SELECT kind, meter_address FROM headend_job")
+            )
+        ]
+
+
+def test_a_head_end_command_on_a_database_with_operators_needs_a_login(tmp_path: Path) -> None:
+    """`feikong headend command` on the platform's database: a trip needs the operator's
+    login and role, and is audited with its job; without --user nothing is queued."""
+    w = _world(tmp_path)
+    db = ["--db", url_of(w.engine)]
+    before = _queued_jobs(w.engine)
+    anonymous = runner.invoke(app, ["headend", "command", METERS[0], "trip", *db])
+    assert anonymous.exit_code == 2, anonymous.output
+    assert "this database has operators: give your login with --user" in " ".join(
+        anonymous.output.split()
+    )
+    assert _queued_jobs(w.engine) == before
+
+    last = w.audit.query(limit=1, newest_first=True)[0].id
+    done = runner.invoke(
+        app,
+        ["headend", "command", METERS[0], "trip", "--reason", "bench", "--user", "operator", *db],
+        env={"FEIKONG_PASSWORD": PASSWORD},
+    )
+    assert done.exit_code == 0, done.output
+    assert ("trip", METERS[0]) in _queued_jobs(w.engine)
+    entries = [e for e in w.audit.query() if e.id > last]
+    assert [e.action for e in entries] == ["login", "meter.trip"]
+    assert entries[1].actor == "operator" and entries[1].target == f"meter:{METERS[0]}"
+    assert entries[1].details["via"] == "feikong headend command"
