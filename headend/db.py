@@ -27,7 +27,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.engine.url import URL
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
 from .errors import DatabaseError, DatabaseURLError, DriverMissingError
@@ -39,6 +39,7 @@ __all__ = [
     "VERSION_TABLE",
     "current_revision",
     "default_url",
+    "describe_error",
     "head_revision",
     "migrate",
     "open_database",
@@ -157,6 +158,23 @@ def current_revision(engine: Engine) -> str | None:
         return _joined(context.get_current_heads())
 
 
+def describe_error(engine: Engine, exc: SQLAlchemyError, doing: str) -> str:
+    """One line for an operator: what failed on which database, and what to check
+    (the driver's first line, without SQLAlchemy's background link)."""
+    url = engine.url.render_as_string()  # the password hidden
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    first = text[0].strip() if text else type(exc).__name__
+    if isinstance(exc, OperationalError) and (
+        "connect" in first.lower() or "unable to open" in first.lower()
+    ):
+        return (
+            f"cannot {doing} {url}: the database cannot be reached ({first}); "
+            "check that the server is running and that the --db URL is right"
+        )
+    return f"cannot {doing} {url}: {first}"
+
+
 def migrate(engine: Engine, revision: str = "heads") -> str | None:
     """Upgrade the schema to ``revision`` (Alembic; default: every branch head).
 
@@ -168,7 +186,7 @@ def migrate(engine: Engine, revision: str = "heads") -> str | None:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot migrate {engine.url.render_as_string()}: {exc}") from exc
+        raise DatabaseError(describe_error(engine, exc, "migrate")) from exc
     return current_revision(engine)
 
 

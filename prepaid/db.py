@@ -108,7 +108,7 @@ def migrate(engine: Engine, *, headend: bool = True) -> tuple[str, ...]:
             command.upgrade(config, "heads")
     except SQLAlchemyError as exc:
         raise PrepaidDatabaseError(
-            f"cannot migrate the prepaid tables of {engine.url.render_as_string()}: {exc}"
+            headend_db.describe_error(engine, exc, "migrate the prepaid tables of")
         ) from exc
     return current_revisions(engine)
 

@@ -74,7 +74,21 @@ def _setup(folder: Path) -> str:
 
 
 # (id, arguments — {db} and {dir} are filled in —, words the error line must contain)
+_NO_SERVER = "postgresql+psycopg://feikong:secret@127.0.0.1:1/feikong"
+"""A PostgreSQL URL where nothing listens (port 1)."""
+
 CASES: list[tuple[str, list[str], list[str]]] = [
+    # a database that cannot be reached: one line, the URL without its password, what to check
+    (
+        "database: no server (rate)",
+        ["rate", "--date", "2026-01-02", "--db", _NO_SERVER],
+        ["cannot be reached", "feikong:***@127.0.0.1:1", "server is running", "--db URL"],
+    ),
+    (
+        "database: no server (head-end)",
+        ["headend", "status", "--db", _NO_SERVER],
+        ["cannot be reached", "feikong:***@127.0.0.1:1", "server is running"],
+    ),
     # files
     (
         "archive: unknown columns",
