@@ -42,7 +42,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -257,7 +257,11 @@ def _uvloop_installed() -> bool:
     return True
 
 
-def _run(use_uvloop: bool, coro: Coroutine[Any, Any, ReadsBenchResult]) -> ReadsBenchResult:
+_T = TypeVar("_T")
+
+
+def _run(use_uvloop: bool, coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run the bench's coroutine on uvloop (when asked and installed) or asyncio."""
     if use_uvloop:
         import uvloop
 
@@ -329,6 +333,26 @@ async def _start_fleet(first: int, count: int, speed: float, timeout: float) -> 
         await _stop(proc)
         raise RuntimeError(f"the fleet did not start: {line.strip() or err}")
     return _Fleet(proc, int(match[1]), first, count)
+
+
+async def _start_fleets(meters: int, gateways: int, speed: float, timeout: float) -> list[_Fleet]:
+    """Meters 1..``meters`` shared out over ``gateways`` fleet processes, started at once;
+    if one fails to start, the others are stopped and its error raised."""
+    share = math.ceil(meters / gateways)
+    starts = []
+    for k in range(gateways):
+        first = 1 + k * share
+        count = min(share, meters - k * share)
+        if count > 0:
+            starts.append(_start_fleet(first, count, speed, timeout))
+    results = await asyncio.gather(*starts, return_exceptions=True)
+    errors = [e for e in results if not isinstance(e, _Fleet)]
+    if errors:
+        for fleet in results:
+            if isinstance(fleet, _Fleet):
+                await _stop(fleet.proc)
+        raise RuntimeError(str(errors[0]))
+    return [f for f in results if isinstance(f, _Fleet)]
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:
@@ -467,18 +491,7 @@ async def run_reads_bench(
     fleets: list[_Fleet] = []
     t0 = time.monotonic()
     try:
-        share = math.ceil(meters / gateways)
-        starts = []
-        for k in range(gateways):
-            first = 1 + k * share
-            count = min(share, meters - k * share)
-            if count > 0:
-                starts.append(_start_fleet(first, count, speed, start_timeout))
-        results = await asyncio.gather(*starts, return_exceptions=True)
-        fleets = [f for f in results if isinstance(f, _Fleet)]
-        errors = [e for e in results if isinstance(e, BaseException)]
-        if errors:
-            raise RuntimeError(str(errors[0]))
+        fleets = await _start_fleets(meters, gateways, speed, start_timeout)
         fleet_start_s = time.monotonic() - t0
 
         t1 = time.monotonic()

@@ -32,14 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import re
 import resource
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -54,8 +52,9 @@ from .cmd_bench_reads import (
     _Fleet,
     _loop_name,
     _ms,
+    _run,
     _self_cpu_s,
-    _start_fleet,
+    _start_fleets,
     _stop,
     _uvloop_installed,
 )
@@ -255,14 +254,6 @@ def trips_command(
 # --------------------------------------------------------------------------- helpers
 
 
-def _run(use_uvloop: bool, coro: Coroutine[Any, Any, TripsBenchResult]) -> TripsBenchResult:
-    if use_uvloop:
-        import uvloop
-
-        return uvloop.run(coro)
-    return asyncio.run(coro)
-
-
 def _peak_rss_mib(pid: int) -> float:
     """VmHWM of a live process, MiB (0 if it cannot be read)."""
     try:
@@ -396,18 +387,7 @@ async def run_trips_bench(
     fleets: list[_Fleet] = []
     prefix = f"bench-trip-{os.getpid()}-{int(time.time())}-"
     try:
-        share = math.ceil(meters / gateways)
-        starts = []
-        for k in range(gateways):
-            first = 1 + k * share
-            count = min(share, meters - k * share)
-            if count > 0:
-                starts.append(_start_fleet(first, count, speed, start_timeout))
-        results = await asyncio.gather(*starts, return_exceptions=True)
-        fleets = [f for f in results if isinstance(f, _Fleet)]
-        errors = [e for e in results if isinstance(e, BaseException)]
-        if errors:
-            raise RuntimeError(str(errors[0]))
+        fleets = await _start_fleets(meters, gateways, speed, start_timeout)
         engine = open_database(db)
         migrate(engine)
         _build_archive(engine, fleets, concurrency)
