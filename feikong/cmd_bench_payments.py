@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from .output import console, err_console, fail, print_json
+from .output import err_console, fail, print_figures
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -175,11 +175,7 @@ def payments_command(
         )
     except GenerateError as exc:
         fail(escape(str(exc)), 2)
-    if as_json:
-        print_json(dict(result.lines()))
-        return
-    for key, value in result.lines():
-        console.print(f"{key}={value}", highlight=False)
+    print_figures(result.lines(), as_json)
 
 
 # --------------------------------------------------------------------------- the run

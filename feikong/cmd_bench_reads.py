@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.markup import escape
 
-from .output import console, fail, print_json
+from .output import fail, print_figures
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -242,11 +242,7 @@ def reads_command(
         )
     except (RuntimeError, HeadendError, ProtocolError) as exc:
         fail(escape(str(exc)))
-    if as_json:
-        print_json(dict(result.lines()))
-        return
-    for key, value in result.lines():
-        console.print(f"{key}={value}", highlight=False)
+    print_figures(result.lines(), as_json)
 
 
 def _uvloop_installed() -> bool:

@@ -58,7 +58,7 @@ from .cmd_bench_reads import (
     _stop,
     _uvloop_installed,
 )
-from .output import console, fail, print_json
+from .output import fail, print_figures
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -244,11 +244,7 @@ def trips_command(
         )
     except (RuntimeError, HeadendError, ProtocolError) as exc:
         fail(escape(str(exc)))
-    if as_json:
-        print_json(dict(result.lines()))
-        return
-    for key, value in result.lines():
-        console.print(f"{key}={value}", highlight=False)
+    print_figures(result.lines(), as_json)
 
 
 # --------------------------------------------------------------------------- helpers

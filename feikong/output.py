@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
 import typer
@@ -21,6 +22,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def print_figures(lines: Iterable[tuple[str, Any]], as_json: bool) -> None:
+    """A benchmark's figures: ``key=value`` a line (what scripts grep), or one JSON object."""
+    if as_json:
+        print_json(dict(lines))
+        return
+    for key, value in lines:
+        console.print(f"{key}={value}", highlight=False)
 
 
 def parse_host_port(text: str, option: str) -> tuple[str, int]:
