@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import pytest
@@ -61,3 +62,40 @@ def test_schedule_parse_and_checks() -> None:
     for bad in ("08:00=2", "00:00=5", "00:00=4,00:00=3", "noon=1"):
         with pytest.raises(ValueError):
             TouSchedule.parse(bad)
+
+
+def test_consumption_is_pinned() -> None:
+    """A seed's consumption never changes between releases (stored states and
+    recorded demos rely on it): a few values, then a digest over seeds, days
+    around a leap day, two schedules and times of day."""
+    p = LoadProfile(42, 8.0, DEFAULT_TOU)
+    leap = 8825  # 2024-02-29
+    days = (0, 59, 60, leap, DAY, DAY + 1)
+    assert [p.daily_units(d) for d in days] == [
+        706396,
+        608567,
+        752873,
+        902737,
+        723286,
+        616165,
+    ]
+    assert p.cumulative(DAY, 45_296) == [0, 105342, 88838, 92174]
+    assert p.cumulative(DAY, 86_400) == [98758, 265236, 244544, 114747]
+    assert p.energy(DAY, 3_599, 70_001) == [23005, 195635, 244544, 75249]
+    assert tuple(p.instant(DAY, 69_000, True)) == (2196, 2756, 5938, 981, 5002)
+    other = TouSchedule.parse("00:00=4, 08:00=2, 22:00=4")
+    digest = hashlib.sha256()
+    for seed in range(40):
+        for schedule in (DEFAULT_TOU, other):
+            q = LoadProfile(seed * 7919, "5.5", schedule)
+            for day in range(leap - 400, leap + 400, 13):
+                values = (
+                    q.daily_units(day),
+                    q.cumulative(day, (day * 977) % 86_401),
+                    q.energy(day, (day * 31) % 43_200, 43_200 + (day * 53) % 43_201),
+                    tuple(q.instant(day, (day * 101) % 86_400, True)),
+                )
+                digest.update(repr(values).encode())
+    assert digest.hexdigest() == (
+        "5114de1045438c0f0cb3f6e16959ab8f02bbaaa6f6e9f7da6f5550aaf8815b3c"
+    )
