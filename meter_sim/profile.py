@@ -19,6 +19,7 @@ count from 2000-01-01 (day 0, a Saturday); times of day are seconds.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -30,6 +31,7 @@ __all__ = ["SHAPES", "Instant", "LoadProfile", "ShapeTable", "shape_table"]
 
 _MASK: Final = (1 << 64) - 1
 _EPOCH_ORDINAL: Final = dt.date(2000, 1, 1).toordinal()
+_DAY_S: Final = MINUTES_PER_DAY * 60
 
 SHAPES: Final[tuple[tuple[int, ...], ...]] = tuple(
     tuple(int(w) for w in row.split())
@@ -66,6 +68,24 @@ def _hash(seed: int, a: int, b: int = 0) -> int:
     return _mix(_mix(_mix(seed & _MASK) ^ (a & _MASK)) ^ (b & _MASK))
 
 
+_DAY_FACTORS: dict[int, int] = {}
+"""Day → weekday/weekend × season month factor (shared by every meter)."""
+_DAY_DIVISOR: Final = 1_000_000 * 1000 * _SEASON_SUM
+
+
+def _day_factor(day: int) -> int:
+    """``week × season × 12`` of ``day``: what scales the mean besides the spread."""
+    factor = _DAY_FACTORS.get(day)
+    if factor is None:
+        week = _WEEKEND if (day + 5) % 7 >= 5 else _WEEKDAY
+        month = dt.date.fromordinal(_EPOCH_ORDINAL + day).month
+        factor = week * _SEASON[month - 1] * 12
+        if len(_DAY_FACTORS) > 4096:
+            _DAY_FACTORS.clear()
+        _DAY_FACTORS[day] = factor
+    return factor
+
+
 @dataclass(frozen=True, slots=True)
 class ShapeTable:
     """A shape split by tariff: ``numerators[k][m]`` / ``denominator`` is the share of the
@@ -74,6 +94,10 @@ class ShapeTable:
     weights: tuple[int, ...]
     numerators: tuple[tuple[int, ...], ...]
     denominator: int
+    scaled: tuple[tuple[int, ...], ...] = ()
+    """Per tariff, ``60 × numerators[k][m]`` for m in 0..1440 and once more for 1441."""
+    rates: tuple[tuple[int, ...], ...] = ()
+    """Per tariff, the numerator's rise in minute m (per second of it), 0 for 1440."""
 
     def share(self, tariff_index: int) -> int:
         """Numerator of the whole day's share of tariff ``tariff_index + 1``."""
@@ -95,6 +119,8 @@ def shape_table(shape: int, schedule: TouSchedule) -> ShapeTable:
         weights=weights,
         numerators=tuple(tuple(c) for c in cumulative),
         denominator=sum(weights) * 60,
+        scaled=tuple(tuple(n * 60 for n in [*c, c[-1]]) for c in cumulative),
+        rates=tuple(tuple(b - a for a, b in itertools.pairwise([*c, c[-1]])) for c in cumulative),
     )
 
 
@@ -116,7 +142,7 @@ class Instant(NamedTuple):
 class LoadProfile:
     """The consumption of one household, from its seed (see the module doc)."""
 
-    __slots__ = ("_mean_units", "_table", "seed")
+    __slots__ = ("_day", "_mean_units", "_seed", "_seed_mix", "_table", "_units")
 
     def __init__(
         self, seed: int, mean_daily_kwh: float | Decimal | str, schedule: TouSchedule
@@ -124,9 +150,18 @@ class LoadProfile:
         mean = Decimal(str(mean_daily_kwh))
         if not mean >= 0:
             raise ValueError(f"mean daily consumption must be >= 0 kWh, got {mean_daily_kwh}")
-        self.seed = seed
+        self._seed = seed
         self._mean_units = int(mean * 100_000)
         self._table = shape_table(_mix(seed) % len(SHAPES), schedule)
+        self._seed_mix = _mix(seed & _MASK)
+        """The seed's part of the day hash (:func:`_hash`), mixed once."""
+        self._day = -1
+        self._units = 0
+        """The last day asked for and its energy (a meter asks for the same day again)."""
+
+    @property
+    def seed(self) -> int:
+        return self._seed
 
     @property
     def table(self) -> ShapeTable:
@@ -134,17 +169,13 @@ class LoadProfile:
 
     def daily_units(self, day: int) -> int:
         """Energy of day ``day`` (days since 2000-01-01) in 1e-5 kWh."""
-        spread = 600_000 + _hash(self.seed, day) % _SPREAD
-        week = _WEEKEND if (day + 5) % 7 >= 5 else _WEEKDAY
-        month = dt.date.fromordinal(_EPOCH_ORDINAL + day).month
-        return (
-            self._mean_units
-            * spread
-            * week
-            * _SEASON[month - 1]
-            * 12
-            // (1_000_000 * 1000 * _SEASON_SUM)
-        )
+        if day == self._day:
+            return self._units
+        spread = 600_000 + _mix(_mix(self._seed_mix ^ (day & _MASK))) % _SPREAD  # _hash(seed, day)
+        units = self._mean_units * spread * _day_factor(day) // _DAY_DIVISOR
+        self._day = day
+        self._units = units
+        return units
 
     def cumulative(self, day: int, second: int, daily: int | None = None) -> list[int]:
         """Energy per tariff (1e-5 kWh) used on ``day`` before ``second`` (0..86400).
@@ -155,6 +186,11 @@ class LoadProfile:
         table = self._table
         minute, rest = divmod(second, 60)
         den = table.denominator * 60
+        if 0 <= second <= _DAY_S:  # the scaled numerators go one minute past 24:00
+            return [
+                units * (scaled[minute] + rates[minute] * rest) // den
+                for scaled, rates in zip(table.scaled, table.rates, strict=True)
+            ]
         if minute >= MINUTES_PER_DAY:
             return [units * num[MINUTES_PER_DAY] * 60 // den for num in table.numerators]
         return [
@@ -164,15 +200,26 @@ class LoadProfile:
 
     def energy(self, day: int, start: int, end: int) -> list[int]:
         """Energy per tariff (1e-5 kWh) used on ``day`` from second ``start`` to ``end``."""
-        daily = self.daily_units(day)
-        a = self.cumulative(day, start, daily)
-        b = self.cumulative(day, end, daily)
-        return [y - x for x, y in zip(a, b, strict=True)]
+        units = self.daily_units(day)
+        if not (0 <= start <= _DAY_S and 0 <= end <= _DAY_S):
+            a = self.cumulative(day, start, units)
+            b = self.cumulative(day, end, units)
+            return [y - x for x, y in zip(a, b, strict=True)]
+        # cumulative(end) - cumulative(start), each rounded down as cumulative() does
+        table = self._table
+        den = table.denominator * 60
+        m0, r0 = divmod(start, 60)
+        m1, r1 = divmod(end, 60)
+        return [
+            units * (scaled[m1] + rates[m1] * r1) // den
+            - units * (scaled[m0] + rates[m0] * r0) // den
+            for scaled, rates in zip(table.scaled, table.rates, strict=True)
+        ]
 
     def instant(self, day: int, second: int, flowing: bool) -> Instant:
         """Voltage, current, power, power factor and frequency at that time of day."""
         minute = second // 60
-        h = _hash(self.seed, day, minute + 1)
+        h = _hash(self._seed, day, minute + 1)
         voltage = 2200 + (h & 0xFF) % 81 - 40
         frequency = 5000 + (h >> 8 & 0xFF) % 11 - 5
         if not flowing:
