@@ -72,10 +72,18 @@ class FreezeStore:
 
     def take(self, minute: int, forward: Sequence[int], reverse: Sequence[int]) -> None:
         """Store a freeze taken at meter ``minute``; the oldest beyond ``kept`` is dropped."""
-        self._data.extend([minute, *forward, *reverse])
-        excess = len(self._data) - self.kept * _WIDTH
+        self.take_row(minute, (*forward, *reverse))
+
+    def take_row(self, minute: int, blocks: Sequence[int]) -> None:
+        """:meth:`take` with the forward and reverse blocks as one row of 10 integers."""
+        if len(blocks) != _WIDTH - 1:
+            raise ValueError(f"a freeze holds {_WIDTH - 1} registers, got {len(blocks)}")
+        data = self._data
+        data.append(minute)
+        data.extend(blocks)
+        excess = len(data) - self.kept * _WIDTH
         if excess > 0:
-            del self._data[:excess]
+            del data[:excess]
 
     def get(self, n: int) -> Freeze | None:
         """The ``n``-th most recent freeze (1-based), or ``None`` if there is none."""

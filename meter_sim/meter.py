@@ -621,10 +621,7 @@ class Meter:
         return AckReply(FunctionCode.FREEZE)
 
     def _take_freeze(self, store: FreezeStore, minute: int) -> None:
-        forward = self.registers.block(FORWARD)
-        reverse = self.registers.block(REVERSE)
-        assert forward is not None and reverse is not None
-        store.take(minute, forward, reverse)
+        store.take_row(minute, self.registers.frozen())
 
     def _authorise_clear(self, level: int, password: str, extra: bytes, n2: int) -> None:
         """1AH/1BH: level 98 with a control block (N1 = N2 = the function), or test mode."""

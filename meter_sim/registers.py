@@ -96,6 +96,21 @@ class EnergyRegisters:
             return None
         return [sum(values), *values]
 
+    def frozen(self) -> tuple[int, ...]:
+        """The forward then the reverse block (total + T1..T4 each, 0.01 kWh) for a freeze:
+        ``block(FORWARD) + block(REVERSE)`` in one go."""
+        a, b, c, d = self.forward
+        a //= UNITS_PER_CKWH
+        b //= UNITS_PER_CKWH
+        c //= UNITS_PER_CKWH
+        d //= UNITS_PER_CKWH
+        e, f, g, h = self.reverse
+        e //= UNITS_PER_CKWH
+        f //= UNITS_PER_CKWH
+        g //= UNITS_PER_CKWH
+        h //= UNITS_PER_CKWH
+        return (a + b + c + d, a, b, c, d, e + f + g + h, e, f, g, h)
+
     @property
     def settled_periods(self) -> int:
         return len(self._settled) // _SNAPSHOT

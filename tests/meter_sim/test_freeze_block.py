@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from meter_sim.freeze import DAILY_BLOCK_SIZE, Freeze, daily_block
+import pytest
+
+from meter_sim.freeze import DAILY_BLOCK_SIZE, Freeze, FreezeStore, daily_block
+from meter_sim.registers import FORWARD, REVERSE, EnergyRegisters
 from protocol import ErrorReply, ErrorWord
 from protocol.messages import ReadReply, ReadRequest
 
@@ -63,3 +66,17 @@ async def test_a_meter_without_the_block_answers_no_data() -> None:
         await other.refresh()
         assert await ask(other, ReadRequest(0x0506FF01)) == ErrorReply(0x11, ErrorWord.NO_DATA)
         assert other.read_value(0x05060101)  # the single items still answer
+
+
+def test_a_freeze_holds_the_registers_as_read() -> None:
+    registers = EnergyRegisters()
+    registers.add_forward([123_456_789, 2_345_678, 999, 100_000_000_000])
+    registers.reverse = [1_999, 0, 5_000, 12]
+    frozen = registers.frozen()
+    assert list(frozen) == (registers.block(FORWARD) or []) + (registers.block(REVERSE) or [])
+    assert frozen[:5] == (100_125_801, 123_456, 2_345, 0, 100_000_000)  # T3 under 0.01 kWh
+    store = FreezeStore()
+    store.take_row(1440, frozen)
+    assert store.get(1) == Freeze(1440, frozen[:5], frozen[5:])
+    with pytest.raises(ValueError):
+        store.take_row(2880, frozen[:5])
