@@ -54,9 +54,19 @@ class AcceleratedClock:
         self.speed = speed
         self._origin = start or datetime.now()
         self._t0 = time.monotonic()
+        self._bases: dict[datetime, float] = {}
+        """Seconds from an epoch to the origin (:meth:`seconds_since`)."""
 
     def now(self) -> datetime:
-        return self._origin + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+        return self._origin + timedelta(0, (time.monotonic() - self._t0) * self.speed)
+
+    def seconds_since(self, epoch: datetime) -> float:
+        """``(now() - epoch).total_seconds()`` without making the datetimes (to within a
+        microsecond's rounding), for callers that count time in seconds."""
+        base = self._bases.get(epoch)
+        if base is None:
+            base = self._bases[epoch] = (self._origin - epoch).total_seconds()
+        return base + (time.monotonic() - self._t0) * self.speed
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)

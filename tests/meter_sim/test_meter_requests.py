@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from meter_sim.meter_clock import from_seconds
+from meter_sim.meter_clock import MeterClock, from_seconds, to_seconds
 from protocol import (
     WILDCARD,
     AckReply,
@@ -18,6 +18,7 @@ from protocol import (
     encode_value,
     to_frame,
 )
+from protocol.clock import AcceleratedClock
 from protocol.messages import (
     ChangeBaudReply,
     ChangeBaudRequest,
@@ -243,3 +244,10 @@ async def test_meter_clear_outside_test_mode_needs_the_98_level(clock: SteppedCl
     refused = ErrorReply(0x1A, ErrorWord.UNAUTHORIZED)
     assert await ask(meter, ClearMeterRequest(2, "000000", "12345678")) == refused
     assert await ask(meter, ClearMeterRequest(0x98, "000000", "12345678", bytes(20))) == refused
+
+
+def test_meter_clock_counts_an_accelerated_clock_in_seconds() -> None:
+    clock = AcceleratedClock(start=datetime(2026, 3, 9, 12), speed=1.0)
+    meter = MeterClock(clock)
+    assert meter.shared_s() == pytest.approx(to_seconds(clock.now()), abs=0.05)
+    assert abs(meter.now() - clock.now()) < timedelta(seconds=0.05)
