@@ -57,8 +57,17 @@ class EnergyRegisters:
 
     def add_forward(self, deltas: Sequence[int]) -> list[int]:
         """Add energy (1e-5 kWh per tariff); return the register steps (0.01 kWh) it made."""
-        steps = []
         fwd = self.forward
+        if len(deltas) == 4 == len(fwd):  # (TARIFFS) every accrual: unrolled
+            a, b, c, d = fwd
+            da, db, dc, dd = deltas
+            fwd[0] = na = a + da
+            fwd[1] = nb = b + db
+            fwd[2] = nc = c + dc
+            fwd[3] = nd = d + dd
+            ck = UNITS_PER_CKWH
+            return [na // ck - a // ck, nb // ck - b // ck, nc // ck - c // ck, nd // ck - d // ck]
+        steps = []
         for k, delta in enumerate(deltas):
             before = fwd[k]
             fwd[k] = before + delta
