@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.markup import escape
 
+from ._gc import serving_gc
 from .output import fail, print_figures
 
 if TYPE_CHECKING:
@@ -521,7 +522,8 @@ async def run_reads_bench(
         try:
             if profiler is not None:
                 profiler.enable()
-            report = await collect_day(engine, pool, day)
+            with serving_gc():  # as feikong headend collect runs
+                report = await collect_day(engine, pool, day)
             if profiler is not None:
                 profiler.disable()
             elapsed = time.perf_counter() - start

@@ -33,6 +33,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ._gc import serving_gc
 from .output import console, err_console, fail, print_json
 
 if TYPE_CHECKING:
@@ -127,7 +128,8 @@ def collect_command(
             await pool.aclose()
 
     try:
-        report = asyncio.run(run())
+        with serving_gc():
+            report = asyncio.run(run())
     except (HeadendError, ProtocolError) as exc:
         fail(escape(str(exc)), 2)
     finally:

@@ -49,6 +49,7 @@ from protocol.errors import SecurityError, TransportError
 from protocol.security import load_master_key
 from protocol.transport import SerialSettings
 
+from ._gc import serving_gc
 from .output import console, fail, parse_host_port
 
 __all__ = ["register"]
@@ -239,7 +240,8 @@ def meter_sim_command(
                     await links[0].aclose()  # one Modbus connection shared by every link
 
     try:
-        asyncio.run(run())
+        with serving_gc():
+            asyncio.run(run())
     except KeyboardInterrupt:
         return
     except OSError as exc:
