@@ -180,6 +180,13 @@ def rate_command(
         int,
         typer.Option("--jump-factor", min=1, help="Energy over this × the daily average: jump."),
     ] = 10,
+    overview: Annotated[
+        bool,
+        typer.Option(
+            "--overview/--no-overview",
+            help="Then store the day's fee-control overview (the dashboard's figures).",
+        ),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Rate every active account for the daily frozen reading of --date (日算费).
@@ -188,7 +195,9 @@ def rate_command(
     charged already. Idempotent: an account is rated once per day, so running it
     again (after a crash, or by mistake) charges nothing twice. Prints the day's count
     per outcome: normal, below the reminder amount, negative balance, missing
-    reading, anomaly.
+    reading, anomaly. Then, as a separate step (overview_s=, not part of seconds=),
+    it counts and stores the day's fee-control overview per supply unit, which the
+    console's dashboard and ``feikong stats overview`` show "as of the rating".
     """
     from prepaid.rating import RatingOptions, RatingRunError, rate_day
     from prepaid.tariff import TariffError, yuan_to_e4
@@ -220,11 +229,36 @@ def rate_command(
             report = rate_day(engine, day, options=options, chunk_size=chunk, pipeline=pipeline)
     except RatingRunError as exc:
         fail(str(exc), 1)
+    overview_s = _store_overview(engine, day) if overview else None
     peak = _peak_rss_mib()
     if as_json:
-        print_json({**report.to_dict(), "peak_rss_mib": round(peak, 1)})
+        extra = {} if overview_s is None else {"overview_seconds": round(overview_s, 3)}
+        print_json({**report.to_dict(), "peak_rss_mib": round(peak, 1), **extra})
         return
     _print_rated(report, peak)
+    if overview_s is not None:
+        console.print(f"overview_s={overview_s:.2f}", highlight=False)
+
+
+def _store_overview(engine: Engine, day: date) -> float | None:
+    """Count and store the day's overview after the rating; seconds taken, ``None`` if it
+    failed (the rating stands: the message says how to count it again)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from prepaid.statistics import SnapshotSource, refresh_overview
+
+    started = time.perf_counter()
+    try:
+        refresh_overview(engine, day, source=SnapshotSource.RATING)
+    except SQLAlchemyError as exc:
+        err_console.print(
+            f"the rating of {day} is done, but its overview could not be stored "
+            f"({exc.__class__.__name__}: {exc}); count it with "
+            f"`feikong stats overview --date {day} --refresh`",
+            highlight=False,
+        )
+        return None
+    return time.perf_counter() - started
 
 
 def _print_rated(report: RatingReport, peak: float) -> None:
@@ -413,6 +447,8 @@ def bench_rating_command(
         console.print(f"peak_rss_mib={rated['peak_rss_mib']:.0f}", highlight=False)
         phases = " ".join(f"{k}_s={v:.1f}" for k, v in sorted(rated.get("timings", {}).items()))
         console.print(phases, highlight=False)
+        if "overview_seconds" in rated:  # after the rating, not part of rate_s
+            console.print(f"overview_s={rated['overview_seconds']:.2f}", highlight=False)
         console.print(f"load_after={_load()}", highlight=False)
         outcomes = " ".join(f"{k}={v}" for k, v in rated["outcomes"].items())
         console.print(outcomes, highlight=False)

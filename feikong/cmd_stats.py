@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,43 +76,94 @@ def overview_command(
     csv_path: Path | None = typer.Option(
         None, "--csv", help="Also write the rows and the total row to this CSV file."
     ),
+    refresh: bool = typer.Option(
+        False,
+        "--refresh",
+        help="Count the customers, balances and readings again now and store them "
+        "(a pass over every account) instead of showing the stored counts.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Per supply unit: customers, in warning, in arrears, pending approvals, the day's
-    trips and failed trips, and the collection rate (meters read that day / meters)."""
+    trips and failed trips, and the collection rate (meters read that day / meters).
+
+    Customers, warning, arrears and the collection rate are the counts stored by the
+    day's rating (``feikong rate``) or the last ``--refresh``, and the output says as
+    of when; a day never counted is counted now (and stored). Pending approvals and the
+    day's trips are always counted now.
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from prepaid.statistics import fee_control_overview, overview_total, write_overview_csv
+    from prepaid.statistics import (
+        overview_total,
+        refresh_overview,
+        stored_overview,
+        write_overview_csv,
+    )
 
     the_day = _day(day)
     engine = open_db(db)
     started = time.perf_counter()
     try:
-        rows = fee_control_overview(engine, the_day)
+        stored = None if refresh else stored_overview(engine, the_day)
+        counted = stored is None
+        if stored is None:
+            stored = refresh_overview(engine, the_day)
     except SQLAlchemyError as exc:
         fail(f"the overview could not be read from the database: {exc.__class__.__name__}: {exc}")
     finally:
         engine.dispose()
     elapsed = time.perf_counter() - started
+    rows = list(stored.units)
     total = overview_total(rows)
     if csv_path is not None:
         try:
             write_overview_csv([*rows, total], csv_path)
         except OSError as exc:
             fail(f"cannot write {csv_path}: {exc.strerror or exc}; choose another --csv path")
+    age = _age(stored.computed_at)
     if as_json:
         print_json(
             {
                 "day": the_day.isoformat(),
                 "units": [r.to_dict() for r in rows],
                 "total": total.to_dict(),
+                "computed_at": stored.computed_at.isoformat(timespec="seconds"),
+                "source": stored.source.value,
+                "counted_now": counted,
+                "age_seconds": round(age),
                 "seconds": round(elapsed, 3),
             }
         )
         return
     console.print(_table(the_day, rows, total))
+    note = "counted now" if counted else f"{stored.as_of()} ({_age_text(age)} ago)"
+    console.print(
+        f"customers, warning, arrears and collection: {note}"
+        + ("" if counted else "; --refresh counts them again")
+        + "; pending approvals and trips: now",
+        highlight=False,
+    )
     if csv_path is not None:
         err_console.print(f"wrote {len(rows) + 1} rows to {csv_path}")
+
+
+def _age(at: datetime) -> float:
+    from protocol.clock import RealClock
+
+    return max(0.0, (RealClock().now() - at).total_seconds())
+
+
+def _age_text(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "less than a minute"
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} h {minutes % 60} min"
+    return f"{hours // 24} days"
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,9 @@
 """What the dashboard shows: the fee-control overview, a trend of the last days, alarms.
 
-The overview per supply unit is :func:`prepaid.statistics.fee_control_overview`;
-this module adds the trend (disconnection requests, trips and failed trips per day,
+The overview per supply unit is the one :mod:`prepaid.statistics` stores for the day
+(counted by the day's rating or the last refresh: :func:`~prepaid.statistics.
+stored_overview`), counted now only when the day has none or the operator asks
+(``refresh``); this module adds the trend (disconnection requests, trips and failed trips per day,
 from the disconnection history) and the alarms (告警): what an operator should look
 at now, each saying where to look.
 """
@@ -21,11 +23,14 @@ from sqlalchemy.engine import Engine
 from prepaid.statistics import (
     FAILED_ACTIONS,
     TRIPPED_ACTIONS,
+    StoredOverview,
     UnitOverview,
-    fee_control_overview,
     overview_total,
+    refresh_overview,
+    stored_overview,
 )
 from prepaid.workflows.tables import disconnection_event_table
+from protocol.clock import Clock
 
 __all__ = [
     "COLLECTION_ALARM_BELOW",
@@ -80,6 +85,10 @@ class DashboardData:
     total: UnitOverview
     trend: Trend
     alarms: tuple[Alarm, ...]
+    overview: StoredOverview
+    """The stored overview the units come from (when and by what it was counted)."""
+    counted_now: bool = False
+    """The per-account counts were counted for this look (none stored, or a refresh)."""
 
 
 def trend(engine: Engine, last_day: date, days: int = 14) -> Trend:
@@ -168,11 +177,25 @@ def alarms(engine: Engine, now: datetime, units: list[UnitOverview]) -> list[Ala
 
 
 def dashboard_data(
-    engine: Engine, now: datetime, *, supply_unit: str | None = None, days: int = 14
+    engine: Engine,
+    now: datetime,
+    *,
+    supply_unit: str | None = None,
+    days: int = 14,
+    refresh: bool = False,
+    clock: Clock | None = None,
 ) -> DashboardData:
-    """Everything the dashboard shows for ``now``'s day (one unit, or every unit)."""
+    """Everything the dashboard shows for ``now``'s day (one unit, or every unit).
+
+    The per-account counts come from the day's stored overview; they are counted now
+    (and stored, as of ``clock``'s time) when ``refresh`` or when the day has none.
+    """
     day = now.date()
-    units = fee_control_overview(engine, day)
+    stored = None if refresh else stored_overview(engine, day)
+    counted_now = stored is None
+    if stored is None:
+        stored = refresh_overview(engine, day, clock=clock)
+    units = list(stored.units)
     if supply_unit is not None:
         units = [u for u in units if u.supply_unit == supply_unit]
     return DashboardData(
@@ -181,4 +204,6 @@ def dashboard_data(
         total=overview_total(units),
         trend=trend(engine, day, days),
         alarms=tuple(alarms(engine, now, units)),
+        overview=stored,
+        counted_now=counted_now,
     )

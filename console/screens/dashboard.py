@@ -1,8 +1,12 @@
 """The dashboard (总览): the fee-control overview per supply unit, alarms and a trend.
 
-An operator limited to one supply unit sees that unit only. The figures are
-computed in a worker thread (at 15 million accounts the overview is a pass over the
-accounts), so the console stays responsive; ``r`` refreshes.
+An operator limited to one supply unit sees that unit only. Customers, warning,
+arrears and the collection rate are the counts stored for the day (by the day's rating
+or the last refresh) and the screen says as of when; pending approvals, the day's
+trips, alarms and the trend are counted at every look. ``r`` counts the stored figures
+again: a pass over every account (tens of seconds at 15 million), in a worker thread
+behind the loading indicator while the figures shown stay; a day never counted is
+counted at the first look.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, LoadingIndicator, Static
+from textual.worker import get_current_worker
 
 from prepaid.statistics import UnitOverview
 from prepaid.users import Action
@@ -29,7 +34,8 @@ from .base import ConsoleScreen
 __all__ = ["DashboardScreen"]
 
 STALE_AFTER_S: Final = 60.0
-"""Shown again after this many (real) seconds, the dashboard counts again."""
+"""Shown again after this many (real) seconds, the dashboard reads its figures again
+(the stored counts and the live ones; it does not count every account again)."""
 
 COLUMNS = (
     "supply unit",
@@ -86,6 +92,7 @@ class DashboardScreen(ConsoleScreen):
     DashboardScreen #dash-alarms { width: 1fr; height: 1fr; border: round $warning; padding: 0 1; }
     DashboardScreen #dash-chart { width: 2fr; height: 1fr; }
     DashboardScreen #dash-day { padding: 0 1; text-style: bold; }
+    DashboardScreen #dash-asof { padding: 0 1; color: $text-muted; }
     DashboardScreen LoadingIndicator { height: 3; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "refresh_data", "Refresh")]
@@ -94,10 +101,13 @@ class DashboardScreen(ConsoleScreen):
         super().__init__(ctx)
         self.data: DashboardData | None = None
         self._loaded_at = 0.0
+        self.counting = False
+        """The per-account figures are being counted again (``r``)."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dash-body"):
             yield Label("fee-control overview (费控概况)", id="dash-day")
+            yield Label("", id="dash-asof")
             yield LoadingIndicator(id="dash-loading")
             table: DataTable[str | Text] = DataTable(id="dash-units", cursor_type="row")
             table.add_columns(*COLUMNS)
@@ -108,44 +118,89 @@ class DashboardScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         self.query_one("#dash-alarms", Static).border_title = "alarms (告警)"
-        self.action_refresh_data()
+        self._reload()
 
     def on_screen_resume(self) -> None:
-        # shown again after a while: count again (the app keeps screens once built)
-        if self.data is not None and time.monotonic() - self._loaded_at > STALE_AFTER_S:
-            self.action_refresh_data()
+        # shown again after a while: read the figures again (the app keeps screens once
+        # built); the stored counts are read, not counted again
+        if (
+            self.data is not None
+            and not self.counting
+            and time.monotonic() - self._loaded_at > STALE_AFTER_S
+        ):
+            self._reload()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Refresh the dashboard", "count again (r)", self.action_refresh_data)
+        yield SystemCommand(
+            "Refresh the dashboard",
+            "count customers, balances and readings of every account again (r)",
+            self.action_refresh_data,
+        )
+
+    def _reload(self) -> None:
+        self.query_one("#dash-loading").display = True
+        self._load(refresh=False)
 
     def action_refresh_data(self) -> None:
+        """Count the stored figures again, in the background (the shown ones stay)."""
+        if self.counting:
+            self.notify("the dashboard is being counted already", timeout=3)
+            return
+        self.counting = True
         self.query_one("#dash-loading").display = True
-        self._load()
+        self._show_as_of()
+        self._load(refresh=True)
 
     @work(thread=True, exclusive=True, group="dashboard")
-    def _load(self) -> None:
+    def _load(self, *, refresh: bool) -> None:
         try:
             data = dashboard_data(
-                self.ctx.engine, self.ctx.clock.now(), supply_unit=self.ctx.user.supply_unit
+                self.ctx.engine,
+                self.ctx.clock.now(),
+                supply_unit=self.ctx.user.supply_unit,
+                refresh=refresh,
+                clock=self.ctx.clock,
             )
         except Exception as exc:  # shown on screen; the console goes on
-            self.app.call_from_thread(self._failed, exc)
+            if not get_current_worker().is_cancelled:
+                self.app.call_from_thread(self._failed, exc)
             return
-        self.app.call_from_thread(self._show, data)
+        if not get_current_worker().is_cancelled:  # a later look replaced this one
+            self.app.call_from_thread(self._show, data)
 
     def _failed(self, exc: Exception) -> None:
+        self.counting = False
         self.query_one("#dash-loading").display = False
+        self._show_as_of()
         self.query_one("#dash-alarms", Static).update(
             Text(f"the overview could not be computed: {exc}; press r to try again", style="red")
         )
 
+    def _show_as_of(self) -> None:
+        """Say as of when the stored figures are (and that they are being counted)."""
+        label = self.query_one("#dash-asof", Label)
+        data = self.data
+        if data is None:
+            label.update("counting customers, balances and readings …" if self.counting else "")
+            return
+        when = data.overview.as_of()
+        if self.counting:
+            label.update(f"counting again … (customers to collection shown {when})")
+            return
+        label.update(
+            f"customers, warning, arrears, collection {when}"
+            "; approvals and trips now · r counts again"
+        )
+
     def _show(self, data: DashboardData) -> None:
         self.data = data
+        self.counting = False
         self._loaded_at = time.monotonic()
         self.query_one("#dash-loading").display = False
         self.query_one("#dash-day", Label).update(
             f"fee-control overview (费控概况) on {data.day.isoformat()}"
         )
+        self._show_as_of()
         table = self.query_one("#dash-units", DataTable)
         table.clear()
         for row in data.units:

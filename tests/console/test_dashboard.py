@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import threading
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from textual.widgets import DataTable, Static
 
 from console.app import ConsoleApp
 from console.screens.dashboard import DashboardScreen
 from headend.jobs import JobSpec, JobStore
 from headend.models import JobKind, JobState
+from prepaid.statistics import (
+    SnapshotSource,
+    fee_control_overview,
+    refresh_overview,
+    stored_overview,
+)
 from prepaid.users import Role
+from protocol.clock import SteppedClock
 
 from .world import PASSWORD, World
 
@@ -131,3 +141,85 @@ async def test_a_disconnection_request_shows_as_pending_in_the_trend_and_history
     steps = history(r.engine, int(account_id))
     assert [(h.what, h.who) for h in steps][:1] == [("disconnection request", "zhang")]
     assert episode.number in steps[0].detail
+
+
+def _as_of(screen: DashboardScreen) -> str:
+    return str(screen.query_one("#dash-asof").render())
+
+
+def _arrears(world: World, unit: str) -> int:
+    return int(
+        world.rows(  # type: ignore[call-overload]
+            "SELECT count(*) FROM prepaid_account a JOIN prepaid_supply_unit u"
+            " ON u.id = a.supply_unit_id JOIN prepaid_rating_state s ON s.account_id = a.id"
+            " WHERE a.active AND s.balance_fen < 0 AND u.code = :unit",
+            unit=unit,
+        )[0][0]
+    )
+
+
+async def test_the_dashboard_shows_the_stored_counts_as_of_the_rating_and_r_counts_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import console.screens.dashboard as dashboard_screen
+
+    refresh_overview(
+        world.engine,
+        date(2026, 3, 8),
+        clock=SteppedClock(datetime(2026, 3, 8, 2, 10)),
+        source=SnapshotSource.RATING,
+    )
+    before = _arrears(world, "33001")
+    with world.engine.begin() as conn:  # a customer falls into arrears after the rating
+        conn.exec_driver_sql(
+            "UPDATE prepaid_rating_state SET balance_fen = -1 WHERE account_id = (SELECT"
+            " min(a.id) FROM prepaid_account a JOIN prepaid_supply_unit u ON u.id ="
+            " a.supply_unit_id JOIN prepaid_rating_state s ON s.account_id = a.id"
+            " WHERE u.code = '33001' AND a.active AND s.balance_fen >= 0)"
+        )
+    assert _arrears(world, "33001") == before + 1
+    # the count runs behind a gate, so the test sees the screen while it counts
+    gate = threading.Event()
+    counting = dashboard_screen.dashboard_data
+
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("refresh"):
+            assert gate.wait(30)
+        return counting(*args, **kwargs)
+
+    monkeypatch.setattr(dashboard_screen, "dashboard_data", gated)
+    app = ConsoleApp(
+        world.engine, clock=world.clock, users=world.users, user=world.operator("operator")
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _dashboard(app, pilot)
+        assert _table(screen)["33001"][4] == str(before)  # as the rating counted them
+        assert "as of the 02:10 rating" in _as_of(screen)
+        assert not screen.query_one("#dash-loading").display
+
+        await pilot.press("r")
+        await pilot.pause()
+        assert screen.counting and screen.query_one("#dash-loading").display
+        assert "counting again" in _as_of(screen) and "02:10 rating" in _as_of(screen)
+        assert _table(screen)["33001"][4] == str(before)  # the figures shown stay
+        await pilot.press("r")  # once is enough
+        gate.set()
+        screen = await _dashboard(app, pilot)
+        assert not screen.counting and not screen.query_one("#dash-loading").display
+        assert _table(screen)["33001"][4] == str(before + 1)
+        assert "as of the 10:00 refresh" in _as_of(screen)
+    stored = stored_overview(world.engine, date(2026, 3, 8))
+    assert stored is not None and stored.computed_at == datetime(2026, 3, 8, 10, 0)
+
+
+async def test_a_day_never_counted_is_counted_at_the_first_look_and_stored(world: World) -> None:
+    assert stored_overview(world.engine, date(2026, 3, 8)) is None
+    app = ConsoleApp(
+        world.engine, clock=world.clock, users=world.users, user=world.operator("operator")
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _dashboard(app, pilot)
+        assert "as of the 10:00 refresh" in _as_of(screen)
+    stored = stored_overview(world.engine, date(2026, 3, 8))
+    assert stored is not None
+    assert list(stored.units) == fee_control_overview(world.engine, date(2026, 3, 8))

@@ -36,7 +36,7 @@ import io
 import itertools
 import json
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -54,9 +54,12 @@ from prepaid.models import FeederLine, SupplyUnit, TransformerArea
 from prepaid.rating import DAILY_FORWARD_DI
 from prepaid.settings import SettingsStore
 from prepaid.statistics import (
+    SnapshotSource,
     UnitOverview,
     fee_control_overview,
     overview_total,
+    refresh_overview,
+    stored_overview,
     write_overview_csv,
 )
 from prepaid.workflows.tables import disconnection_event_table, disconnection_table
@@ -317,3 +320,140 @@ async def test_overview_follows_the_real_workflow(tmp_path: Path) -> None:
         assert (tuesday.trips_today, tuesday.trip_failures) == (1, 1)
         assert tuesday.pending_approvals == 1
         assert tuesday.collection_rate == Decimal("0.0000")  # nothing read on Tuesday yet
+
+
+# -- the stored overview (prepaid_overview_snapshot) -------------------------------------
+
+
+def test_a_refresh_stores_what_the_live_count_gives_with_its_time(engine: Engine) -> None:
+    assert stored_overview(engine, D) is None  # never counted
+    clock = SteppedClock(datetime(2026, 3, 3, 2, 10, 30))
+    refreshed = refresh_overview(engine, D, clock=clock, source=SnapshotSource.RATING)
+    assert list(refreshed.units) == EXPECTED
+    stored = stored_overview(engine, D)
+    assert stored is not None
+    assert list(stored.units) == EXPECTED
+    assert stored.computed_at == datetime(2026, 3, 3, 2, 10, 30)
+    assert stored.source is SnapshotSource.RATING
+    assert stored.as_of() == "as of the 02:10 rating"
+    assert stored_overview(engine, date(2026, 3, 2)) is None  # another day: not counted
+
+
+def test_the_stored_counts_stay_until_a_refresh_while_approvals_and_trips_are_live(
+    engine: Engine,
+) -> None:
+    refresh_overview(engine, D, clock=SteppedClock(datetime(2026, 3, 3, 2, 10)))
+    with engine.begin() as c:
+        # 03 falls into arrears, 11's meter is read after the count, 07's request is done
+        c.execute(text("UPDATE prepaid_rating_state SET balance_fen = -300 WHERE account_id = 3"))
+        c.execute(
+            sa.update(disconnection_table)
+            .where(disconnection_table.c.account_id == 7)
+            .values(state="rejected")
+        )
+    store_readings(
+        engine, [NewReading(f"{11:012d}", DAILY_FORWARD_DI, D, Decimal("100.00"), 10_000)]
+    )
+    stored = stored_overview(engine, D)
+    assert stored is not None
+    unit = stored.units[0]
+    assert (unit.in_arrears, unit.meters_read) == (2, 4)  # as counted at 02:10
+    assert unit.pending_approvals == 1  # counted now
+    live = fee_control_overview(engine, D)
+    assert (live[0].in_arrears, live[1].meters_read) == (3, 2)
+    later = refresh_overview(engine, D, clock=SteppedClock(datetime(2026, 3, 3, 11, 5)))
+    assert list(later.units) == live
+    again = stored_overview(engine, D)
+    assert again is not None and list(again.units) == live
+    assert again.as_of() == "as of the 11:05 refresh"
+
+
+def test_the_stored_overview_equals_the_live_count_after_payments_and_ratings(
+    tmp_path: Path,
+) -> None:
+    from prepaid.cis import LedgerCis
+    from prepaid.cis.payments import PaymentService
+    from prepaid.generate import GenerateOptions, generate
+    from prepaid.rating import rate_day
+
+    engine = fresh_engine(tmp_path)
+    start = date(2026, 3, 1)
+    generate(engine, GenerateOptions(customers=400, days=4, seed=3, start=start))
+    for n in (1, 2):
+        rate_day(engine, start + timedelta(days=n))
+    day = start + timedelta(days=2)
+    clock = SteppedClock(datetime(2026, 3, 3, 9, 0))
+    assert list(refresh_overview(engine, day, clock=clock).units) == fee_control_overview(
+        engine, day
+    )
+    first = stored_overview(engine, day)
+    assert first is not None and list(first.units) == fee_control_overview(engine, day)
+    assert sum(u.in_arrears for u in first.units) > 0
+    assert sum(u.in_warning for u in first.units) > 0
+    # every customer in arrears pays 100 yuan; the next day is rated
+    with engine.connect() as c:
+        owing = [
+            str(r[0])
+            for r in c.execute(
+                text(
+                    "SELECT a.customer_no FROM prepaid_account a JOIN prepaid_rating_state s"
+                    " ON s.account_id = a.id WHERE s.balance_fen < 0"
+                )
+            )
+        ]
+    payments = PaymentService(engine, LedgerCis(engine, clock=clock), clock=clock)
+    for n, customer in enumerate(owing):
+        payments.pay(customer, 10_000, f"PAY-{n}")
+    rate_day(engine, start + timedelta(days=3))
+    moved = fee_control_overview(engine, day)
+    assert list(first.units) != moved  # the stored counts are those of 09:00
+    refresh_overview(engine, day, clock=clock)
+    again = stored_overview(engine, day)
+    assert again is not None and list(again.units) == moved
+
+
+def test_cli_says_as_of_when_and_refresh_counts_again(engine: Engine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    first = json.loads(_cli("stats", "overview", "--date", "2026-03-03", "--db", url, "--json"))
+    assert first["counted_now"] is True and first["source"] == "refresh"
+    with engine.begin() as c:
+        c.execute(text("UPDATE prepaid_rating_state SET balance_fen = -300 WHERE account_id = 3"))
+    table = _cli("stats", "overview", "--date", "2026-03-03", "--db", url)
+    assert "as of the" in table and "refresh" in table and "--refresh counts them again" in table
+    unit_line = next(line for line in table.splitlines() if "3301" in line)
+    assert [c.strip() for c in unit_line.split("│")[3:6]] == ["8", "4", "2"]  # stored
+    data = json.loads(
+        _cli("stats", "overview", "--date", "2026-03-03", "--db", url, "--refresh", "--json")
+    )
+    assert data["counted_now"] is True and data["units"][0]["in_arrears"] == 3
+    stored = json.loads(_cli("stats", "overview", "--date", "2026-03-03", "--db", url, "--json"))
+    assert stored["counted_now"] is False and stored["units"][0]["in_arrears"] == 3
+    assert stored["computed_at"] == data["computed_at"]
+
+
+def test_rate_stores_the_days_overview_as_of_the_rating(tmp_path: Path) -> None:
+    from prepaid.generate import GenerateOptions, generate
+
+    engine = fresh_engine(tmp_path)
+    generate(engine, GenerateOptions(customers=60, days=2, seed=4, start=date(2026, 3, 1)))
+    url = engine.url.render_as_string(hide_password=False)
+    rated = json.loads(_cli("rate", "--date", "2026-03-02", "--db", url, "--json"))
+    assert rated["overview_seconds"] >= 0
+    stored = stored_overview(engine, date(2026, 3, 2))
+    assert stored is not None and stored.source is SnapshotSource.RATING
+    assert stored.as_of().endswith("rating")
+    assert list(stored.units) == fee_control_overview(engine, date(2026, 3, 2))
+    _cli("rate", "--date", "2026-03-02", "--db", url, "--no-overview")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM prepaid_overview_snapshot")).scalar_one() == (
+            len(stored.units)
+        )
+
+
+def test_the_stored_overview_on_postgresql(pg_engine: Engine) -> None:
+    populate(pg_engine)
+    refresh_overview(pg_engine, D, clock=SteppedClock(datetime(2026, 3, 3, 2, 10)))
+    refresh_overview(pg_engine, D, clock=SteppedClock(datetime(2026, 3, 3, 2, 20)))
+    stored = stored_overview(pg_engine, D)
+    assert stored is not None and list(stored.units) == EXPECTED
+    assert stored.computed_at == datetime(2026, 3, 3, 2, 20)

@@ -176,6 +176,9 @@ def test_console_bench_answers_every_query_and_drives_the_app(tmp_path: Path) ->
     assert figures["search_phone_rows"] >= 5
     assert figures["detail_rows"] > 5 * 2  # account + its readings, charges, … each time
     assert figures["dashboard_rows"] > 0
+    # the day's overview is counted once and stored; every dashboard look reads it
+    assert figures["dashboard_rows"] == 5 * figures["overview_refresh_rows"]
+    assert figures["overview_refresh_p50_ms"] is not None
     for name in ("search_customer_no", "search_name", "detail", "dashboard"):
         assert figures[f"{name}_p99_ms"] is not None
     assert figures["app_search_rows"] == 50  # a surname: a full first page
