@@ -66,7 +66,7 @@ from protocol import (
     SecurityErrorWord,
     decode_message,
 )
-from protocol.frame import encode_frame
+from protocol.frame import encode_frame, remember_addresses
 from protocol.messages import Message, ReadReply, to_frame
 
 from .config import BreakerKind, MeterConfig, SimulatedMeter
@@ -191,6 +191,7 @@ class Fleet:
         self._online: dict[Address, SimulatedMeter] = {
             a: m for a, m in self.meters.items() if not m.config.faults.offline
         }
+        remember_addresses(self._online)  # requests to them decode from the cache at once
         logger.info(
             "fleet of %d meters (%d offline), breakers %s",
             len(self.meters),

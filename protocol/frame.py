@@ -10,6 +10,7 @@ scrambling happens only in :func:`encode_frame` / :func:`decode_frame`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final, NamedTuple
 from zlib import adler32
 
@@ -26,6 +27,7 @@ __all__ = [
     "checksum",
     "decode_frame",
     "encode_frame",
+    "remember_addresses",
     "scramble",
     "unscramble",
 ]
@@ -125,10 +127,13 @@ def encode_frame(frame: Frame, preamble: int = 4) -> bytes:
     if head is None:
         if type(address) is not Address:
             address = Address(address)  # validated once; an Address is valid by construction
-        head = b"\x68" + address.wire + b"\x68"
+        wire = address.wire
+        head = b"\x68" + wire + b"\x68"
         if len(_HEADS) >= _ADDRESS_CACHE_SIZE:
             _HEADS.clear()
         _HEADS[address] = head
+        if address.isdigit():  # a meter's own address: its reply is decoded from the cache
+            _remember(wire, address)
     body = head + bytes((control, len(data))) + data.translate(_SCRAMBLE)
     return PREAMBLE[:preamble] + body + bytes((checksum(body), END))
 
@@ -185,7 +190,19 @@ _new_frame: Final = tuple.__new__
 def _address(wire: bytes) -> Address:
     """Decode (and remember) a wire address: a head-end talks to the same meters again."""
     address = Address.from_wire(wire)
+    _remember(wire, address)
+    return address
+
+
+def _remember(wire: bytes, address: Address) -> None:
     if len(_ADDRESS_CACHE) >= _ADDRESS_CACHE_SIZE:
         _ADDRESS_CACHE.clear()
     _ADDRESS_CACHE[wire] = address
-    return address
+
+
+def remember_addresses(addresses: Iterable[Address]) -> None:
+    """Addresses frames will come from (a fleet's meters): their frames are decoded from
+    a cache from the first one on (at most 65,536 are kept)."""
+    for address in addresses:
+        if type(address) is Address and address.isdigit():
+            _remember(address.wire, address)

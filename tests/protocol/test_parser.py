@@ -7,8 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import Address, Frame, ProtocolError, StreamParser, encode_frame
-from protocol.frame import MAX_FRAME
+from protocol import WILDCARD, Address, Frame, ProtocolError, StreamParser, encode_frame
+from protocol.frame import MAX_FRAME, decode_frame, remember_addresses
 
 F1 = Frame(Address("123456781012"), 0x91, b"\x00\x00\x00\x00\x50\x50\x00\x00")
 F2 = Frame(Address("000000000001"), 0x11, b"\x00\x01\x00\x00")
@@ -115,3 +115,22 @@ def test_mutated_frame_then_good_frame(noise: bytes, at: int, value: int, cuts: 
             pos += c
     # The two good frames at the end are always recovered, in order.
     assert out[-2:] == [F2, F1]
+
+
+def test_frames_of_known_addresses_decode_as_any_other() -> None:
+    """A meter the master has sent to, or a fleet's meter, decodes from the address cache:
+    the frames are the same as decoded the long way."""
+    sent = Address("000000731201")  # the master encoded a request to it
+    fleet = Address("000000731202")
+    remember_addresses([fleet, WILDCARD, "000000731203"])  # type: ignore[list-item]
+    encode_frame(Frame(sent, 0x11, bytes.fromhex("01ff0605")))
+    for address in (sent, fleet, Address("000000731203")):
+        wire = encode_frame(Frame(address, 0x91, bytes.fromhex("01ff0605") + b"\x12\x34"))
+        (frame,) = StreamParser().feed(wire)
+        assert frame == decode_frame(wire)[0] == Frame(address, 0x91, frame.data)
+        assert type(frame.address) is Address
+    # a wrong checksum is still refused for a known address
+    bad = bytearray(encode_frame(Frame(fleet, 0x91, b"\x00")))
+    bad[-2] ^= 0xFF
+    parser = StreamParser()
+    assert parser.feed(bytes(bad)) == [] and parser.stats.checksum_errors == 1
