@@ -408,7 +408,8 @@ def bench_rating_command(
     The population (2 days of readings: the opening one and the day rated) is made
     by ``feikong generate`` in a subprocess first (generate_s=, not part of the
     figure); then ``feikong rate`` rates the second day in another subprocess, whose
-    peak memory (its own plus its reader process) is peak_rss_mib=.
+    peak memory (its own plus its reader process) is peak_rss_mib=; overview_s= is the
+    day's overview it stores after the rating (not part of rate_s=).
     """
     folder: Path | None = None
     url = db
