@@ -148,20 +148,20 @@ def _as_of(screen: DashboardScreen) -> str:
 
 
 def _arrears(world: World, unit: str) -> int:
-    return int(
-        world.rows(  # type: ignore[call-overload]
-            "SELECT count(*) FROM prepaid_account a JOIN prepaid_supply_unit u"
-            " ON u.id = a.supply_unit_id JOIN prepaid_rating_state s ON s.account_id = a.id"
-            " WHERE a.active AND s.balance_fen < 0 AND u.code = :unit",
-            unit=unit,
-        )[0][0]
-    )
+    (count,) = world.rows(
+        "SELECT count(*) FROM prepaid_account a JOIN prepaid_supply_unit u"
+        " ON u.id = a.supply_unit_id JOIN prepaid_rating_state s ON s.account_id = a.id"
+        " WHERE a.active AND s.balance_fen < 0 AND u.code = :unit",
+        unit=unit,
+    )[0]
+    assert isinstance(count, int)
+    return count
 
 
 async def test_the_dashboard_shows_the_stored_counts_as_of_the_rating_and_r_counts_again(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import console.screens.dashboard as dashboard_screen
+    from console.queries.dashboard import dashboard_data
 
     refresh_overview(
         world.engine,
@@ -180,14 +180,14 @@ async def test_the_dashboard_shows_the_stored_counts_as_of_the_rating_and_r_coun
     assert _arrears(world, "33001") == before + 1
     # the count runs behind a gate, so the test sees the screen while it counts
     gate = threading.Event()
-    counting = dashboard_screen.dashboard_data
+    counting = dashboard_data
 
     def gated(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("refresh"):
             assert gate.wait(30)
         return counting(*args, **kwargs)
 
-    monkeypatch.setattr(dashboard_screen, "dashboard_data", gated)
+    monkeypatch.setattr("console.screens.dashboard.dashboard_data", gated)
     app = ConsoleApp(
         world.engine, clock=world.clock, users=world.users, user=world.operator("operator")
     )
