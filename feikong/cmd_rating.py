@@ -229,7 +229,12 @@ def rate_command(
             report = rate_day(engine, day, options=options, chunk_size=chunk, pipeline=pipeline)
     except RatingRunError as exc:
         fail(str(exc), 1)
-    overview_s = _store_overview(engine, day) if overview else None
+    overview_s = None
+    if overview and console.is_terminal and not as_json:
+        with err_console.status(f"storing the overview of {day} (a pass over every account) …"):
+            overview_s = _store_overview(engine, day)
+    elif overview:
+        overview_s = _store_overview(engine, day)
     peak = _peak_rss_mib()
     if as_json:
         extra = {} if overview_s is None else {"overview_seconds": round(overview_s, 3)}
