@@ -57,7 +57,7 @@ from sqlalchemy.exc import IntegrityError
 
 from protocol.clock import Clock, RealClock
 
-from .models import day_date, day_number, metadata
+from .models import day_number, metadata
 from .rating import DAILY_FORWARD_DI
 from .service._population import ACCOUNT, UNIT, Population
 from .settings import SettingsStore
@@ -70,7 +70,6 @@ __all__ = [
     "StoredOverview",
     "UnitOverview",
     "fee_control_overview",
-    "latest_snapshot_day",
     "overview_snapshot_table",
     "overview_total",
     "refresh_overview",
@@ -408,14 +407,6 @@ def stored_overview(engine: Engine, day: date) -> StoredOverview | None:
     except ValueError:
         source = SnapshotSource.REFRESH
     return StoredOverview(day, computed_at, source, tuple(_assemble(units, counts, waiting, today)))
-
-
-def latest_snapshot_day(engine: Engine) -> date | None:
-    """The newest day with a stored overview (``None``: none yet)."""
-    snap = overview_snapshot_table
-    with engine.connect() as conn:
-        number = conn.execute(sa.select(sa.func.max(snap.c.day))).scalar_one_or_none()
-    return None if number is None else day_date(int(number))
 
 
 def overview_total(rows: Sequence[UnitOverview]) -> UnitOverview:
