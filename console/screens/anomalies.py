@@ -25,6 +25,7 @@ from prepaid.workorders import WorkOrderOutcome
 
 from ..context import ConsoleContext
 from ..queries.approvals import fee_control
+from ..widgets.table import Table
 from ..widgets.workflow_common import (
     RefreshOnResume,
     StatusLine,
@@ -68,7 +69,7 @@ class AnomaliesScreen(RefreshOnResume, ConsoleScreen):
         )
         with Horizontal(classes="bar"):
             yield Checkbox("unfinished only", value=True, id="unfinished")
-        yield DataTable(id="anomalies", cursor_type="row", zebra_stripes=True)
+        yield Table(id="anomalies", cursor_type="row", zebra_stripes=True)
         with Horizontal(classes="bar"):
             yield Select(
                 [(o.value, o.value) for o in WorkOrderOutcome],
@@ -86,7 +87,7 @@ class AnomaliesScreen(RefreshOnResume, ConsoleScreen):
             )
         yield StatusLine(id="status")
         yield Label("History of the selected work order")
-        yield DataTable(id="history", cursor_type="none")
+        yield Table(id="history", cursor_type="none")
 
     def on_mount(self) -> None:
         self.query_one("#anomalies", DataTable).focus()

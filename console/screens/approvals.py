@@ -21,6 +21,7 @@ from prepaid.workflows import Disconnection
 
 from ..context import ConsoleContext
 from ..queries.approvals import QueueLevel, approval_queue, fee_control, levels_of
+from ..widgets.table import Table
 from ..widgets.workflow_common import (
     RefreshOnResume,
     StatusLine,
@@ -73,7 +74,7 @@ class ApprovalsScreen(RefreshOnResume, ConsoleScreen):
                 id="level",
                 disabled=len(options) < 2,
             )
-        yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+        yield Table(id="queue", cursor_type="row", zebra_stripes=True)
         with Horizontal(classes="bar"):
             yield Input(placeholder="comment (the reason, to reject)", id="comment")
             yield Button("Approve", variant="success", id="approve", disabled=not self.levels)
@@ -81,7 +82,7 @@ class ApprovalsScreen(RefreshOnResume, ConsoleScreen):
             yield Button("Refresh", id="refresh")
         yield StatusLine(id="status")
         yield Label("History of the selected request")
-        yield DataTable(id="history", cursor_type="none")
+        yield Table(id="history", cursor_type="none")
 
     def on_mount(self) -> None:
         self.query_one("#queue", DataTable).focus()

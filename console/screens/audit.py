@@ -23,6 +23,7 @@ from prepaid.users import Action
 from ..context import ConsoleContext
 from ..queries._paging import Pager
 from ..queries.audit import audit_page
+from ..widgets.table import Table
 from ..widgets.workflow_common import RefreshOnResume, StatusLine, shows_errors, when
 from .base import ConsoleScreen
 
@@ -66,7 +67,7 @@ class AuditScreen(RefreshOnResume, ConsoleScreen):
             yield Input(placeholder="action (settings.* for a prefix)", id="action")
             yield Input(placeholder="target (operator:* …)", id="target")
             yield Button("Filter", id="filter")
-        yield DataTable(id="entries", cursor_type="row", zebra_stripes=True)
+        yield Table(id="entries", cursor_type="row", zebra_stripes=True)
         with Horizontal(classes="bar"):
             yield Button("◀ Previous", id="prev")
             yield Button("Next ▶", id="next")

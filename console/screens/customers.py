@@ -37,6 +37,7 @@ from ..context import ConsoleContext
 from ..queries import customers as q
 from ..widgets.chart import TrendChart
 from ..widgets.paged_table import Fetch, Page, PagedTable
+from ..widgets.table import Table
 from .base import ConsoleScreen
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ class CustomerDetailScreen(Screen[None]):
 
     @staticmethod
     def _table(table_id: str, *columns: str) -> DataTable[str | Text]:
-        table: DataTable[str | Text] = DataTable(id=table_id, cursor_type="row", zebra_stripes=True)
+        table: DataTable[str | Text] = Table(id=table_id, cursor_type="row", zebra_stripes=True)
         table.add_columns(*columns)
         return table
 

@@ -29,6 +29,7 @@ from prepaid.users import Action
 from ..context import ConsoleContext
 from ..queries.dashboard import DashboardData, Severity, dashboard_data
 from ..widgets.chart import TrendChart
+from ..widgets.table import Table
 from .base import ConsoleScreen
 
 __all__ = ["DashboardScreen"]
@@ -109,7 +110,7 @@ class DashboardScreen(ConsoleScreen):
             yield Label("fee-control overview (费控概况)", id="dash-day")
             yield Label("", id="dash-asof")
             yield LoadingIndicator(id="dash-loading")
-            table: DataTable[str | Text] = DataTable(id="dash-units", cursor_type="row")
+            table: DataTable[str | Text] = Table(id="dash-units", cursor_type="row")
             table.add_columns(*COLUMNS)
             yield table
             with Horizontal(id="dash-lower"):

@@ -25,6 +25,7 @@ from prepaid.users import Action
 
 from ..context import ConsoleContext
 from ..queries.dunning import notices_directory
+from ..widgets.table import Table
 from ..widgets.workflow_common import (
     REFUSALS,
     RefreshOnResume,
@@ -82,10 +83,10 @@ class DunningScreen(RefreshOnResume, ConsoleScreen):
                 disabled=not self.allowed(Action.CREATE_DUNNING),
             )
         yield ProgressBar(total=None, show_eta=False, id="progress")
-        yield DataTable(id="batches", cursor_type="row", zebra_stripes=True)
+        yield Table(id="batches", cursor_type="row", zebra_stripes=True)
         yield StatusLine(id="status")
         yield Label("Records of the selected batch")
-        yield DataTable(id="records", cursor_type="row", zebra_stripes=True)
+        yield Table(id="records", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self.query_one("#batches", DataTable).focus()

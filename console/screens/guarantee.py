@@ -22,6 +22,7 @@ from prepaid.users import Action
 
 from ..context import ConsoleContext
 from ..queries.settings import GUARANTEE, GuaranteeEntry, guarantee_registry, settings_store
+from ..widgets.table import Table
 from ..widgets.workflow_common import (
     RefreshOnResume,
     StatusLine,
@@ -62,7 +63,7 @@ class GuaranteeScreen(RefreshOnResume, ConsoleScreen):
             "Customers here are never disconnected: a request is refused with the reason.",
             id="title",
         )
-        yield DataTable(id="registry", cursor_type="row", zebra_stripes=True)
+        yield Table(id="registry", cursor_type="row", zebra_stripes=True)
         with Horizontal(classes="bar"):
             yield Select(
                 [(f"{lv.value} ({lv.chinese})", lv.value) for lv in _LEVELS],

@@ -41,6 +41,7 @@ from ..context import ConsoleContext
 from ..queries._paging import Pager
 from ..queries.messages import invalid_phone_list, outbox_counts, outbox_page, parse_selection
 from ..queries.settings import settings_store
+from ..widgets.table import Table
 from ..widgets.workflow_common import (
     REFUSALS,
     RefreshOnResume,
@@ -95,7 +96,7 @@ class MessagesScreen(RefreshOnResume, ConsoleScreen):
                     )
                     yield Input(placeholder="customer number", id="customer-filter")
                     yield Label("", id="counts")
-                yield DataTable(id="outbox", cursor_type="row", zebra_stripes=True)
+                yield Table(id="outbox", cursor_type="row", zebra_stripes=True)
                 with Horizontal(classes="bar"):
                     yield Button("◀ Previous", id="prev")
                     yield Button("Next ▶", id="next")
@@ -119,7 +120,7 @@ class MessagesScreen(RefreshOnResume, ConsoleScreen):
                     yield Button("Export CSV", id="export")
                     yield Button("Refresh", id="refresh-invalid")
                 yield ProgressBar(total=None, show_eta=False, id="export-progress")
-                yield DataTable(id="invalid", cursor_type="row", zebra_stripes=True)
+                yield Table(id="invalid", cursor_type="row", zebra_stripes=True)
         yield StatusLine(id="status")
 
     def on_mount(self) -> None:

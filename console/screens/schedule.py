@@ -18,6 +18,7 @@ from prepaid.users import Action
 
 from ..context import ConsoleContext
 from ..queries.approvals import fee_control, schedule
+from ..widgets.table import Table
 from ..widgets.workflow_common import (
     RefreshOnResume,
     StatusLine,
@@ -54,7 +55,7 @@ class ScheduleScreen(RefreshOnResume, ConsoleScreen):
             "allowed moment; it is not dropped.",
             id="title",
         )
-        yield DataTable(id="plan", cursor_type="row", zebra_stripes=True)
+        yield Table(id="plan", cursor_type="row", zebra_stripes=True)
         with Horizontal(classes="bar"):
             yield Input(placeholder="reason (to cancel before the trip)", id="reason")
             yield Button(
@@ -66,7 +67,7 @@ class ScheduleScreen(RefreshOnResume, ConsoleScreen):
             yield Button("Refresh", id="refresh")
         yield StatusLine(id="status")
         yield Label("History of the selected disconnection")
-        yield DataTable(id="history", cursor_type="none")
+        yield Table(id="history", cursor_type="none")
 
     def on_mount(self) -> None:
         self.query_one("#plan", DataTable).focus()

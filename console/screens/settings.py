@@ -22,6 +22,7 @@ from prepaid.users import Action
 
 from ..context import ConsoleContext
 from ..queries.settings import resolved_at, scope_of, settings_store
+from ..widgets.table import Table
 from ..widgets.workflow_common import (
     REFUSALS,
     RefreshOnResume,
@@ -77,7 +78,7 @@ class SettingsScreen(RefreshOnResume, ConsoleScreen):
             yield Input(placeholder="code (line, area or customer)", id="key")
             yield Button("Show", id="show")
             yield Label("", id="scope")
-        yield DataTable(id="settings", cursor_type="row", zebra_stripes=True)
+        yield Table(id="settings", cursor_type="row", zebra_stripes=True)
         with Horizontal(classes="bar"):
             yield Label("", id="editing")
             yield Input(placeholder="new value", id="value", disabled=not may_edit)
@@ -86,7 +87,7 @@ class SettingsScreen(RefreshOnResume, ConsoleScreen):
             yield Button("Unset here", id="unset", disabled=not may_edit)
         yield StatusLine(id="status")
         yield Label("Changes at this scope")
-        yield DataTable(id="changes", cursor_type="none")
+        yield Table(id="changes", cursor_type="none")
 
     def on_mount(self) -> None:
         self.query_one("#settings", DataTable).focus()

@@ -29,6 +29,7 @@ from ..context import ConsoleContext
 from ..queries._paging import Pager
 from ..queries.approvals import fee_control
 from ..queries.workorders import WorkOrderFilter, work_order_page
+from ..widgets.table import Table
 from ..widgets.workflow_common import (
     RefreshOnResume,
     StatusLine,
@@ -84,7 +85,7 @@ class WorkOrdersScreen(RefreshOnResume, ConsoleScreen):
             )
             yield Checkbox("unfinished", id="unfinished")
             yield Checkbox("overdue", id="overdue")
-        yield DataTable(id="orders", cursor_type="row", zebra_stripes=True)
+        yield Table(id="orders", cursor_type="row", zebra_stripes=True)
         with Horizontal(classes="bar"):
             yield Button("◀ Previous", id="prev")
             yield Button("Next ▶", id="next")
@@ -109,7 +110,7 @@ class WorkOrdersScreen(RefreshOnResume, ConsoleScreen):
             yield Button("Record result", id="record", variant="success", disabled=not may_record)
         yield StatusLine(id="status")
         yield Label("History of the selected work order")
-        yield DataTable(id="history", cursor_type="none")
+        yield Table(id="history", cursor_type="none")
 
     def on_mount(self) -> None:
         self.query_one("#orders", DataTable).focus()

@@ -19,6 +19,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Label
 
+from .table import Table
+
 __all__ = ["Fetch", "Page", "PagedTable"]
 
 
@@ -77,7 +79,7 @@ class PagedTable(Vertical):
         self.page: Page | None = None
 
     def compose(self) -> ComposeResult:
-        table: DataTable[str | Text] = DataTable(cursor_type="row", zebra_stripes=True)
+        table: DataTable[str | Text] = Table(cursor_type="row", zebra_stripes=True)
         table.add_columns(*self.columns)
         yield table
         with Horizontal(classes="pager"):
