@@ -22,10 +22,8 @@ import base64
 import json
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -46,6 +44,7 @@ from protocol.frame import Frame, decode_frame, encode_frame, unscramble
 from protocol.security import card_key, diversify, format_key_file, meter_factor
 
 from ..headend.jobs_rig import FIRST, headend
+from ..headend.test_cli_run import _free_port, _wait_port
 from ..prepaid.rating_helpers import account, with_tariffs_and_unit
 from ..prepaid.security_helpers import PASSWORD, add_staff, make_users
 
@@ -107,24 +106,6 @@ def test_the_search_finds_a_key_in_each_form() -> None:
 
 
 # -- the bench run ----------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"meter-sim exited with {proc.returncode}"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)  # an external process starting: nothing to await
-    raise AssertionError(f"meter-sim did not listen on {port}")
 
 
 def _relay_bits(port: int, address: str) -> object:
