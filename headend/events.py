@@ -27,6 +27,7 @@ are not published again, so a process may run both without an echo loop.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import dataclasses
@@ -563,7 +564,7 @@ class MqttSettings:
         )
 
 
-class _Bridge:
+class _Bridge(abc.ABC):
     """Shared life cycle: ``async with`` runs the bridge as a task; reconnects with backoff."""
 
     role = "bridge"
@@ -588,10 +589,11 @@ class _Bridge:
         self._task: asyncio.Task[None] | None = None
         self._down = asyncio.Event()
 
+    @abc.abstractmethod
     async def _session(self, client: Any) -> None:
-        raise NotImplementedError
+        """What the bridge does with a connected client until it disconnects."""
 
-    def _prepare(self) -> None:
+    def _prepare(self) -> None:  # noqa: B027 - a hook; most bridges need nothing here
         """Runs once when the bridge starts (before it connects)."""
 
     async def run(self) -> None:

@@ -31,6 +31,7 @@ with re-collection (补抄) rounds, and a status snapshot in the database for
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import dataclasses
@@ -189,15 +190,16 @@ class _Defaults:
     read_attempts: int = 3
 
 
-class _ServiceCalls:
+class _ServiceCalls(abc.ABC):
     """The calls of the service interface; a subclass says where a job goes
     (:meth:`_store_job`) and what time it is (:attr:`clock`)."""
 
     clock: Clock
     defaults: _Defaults
 
+    @abc.abstractmethod
     def _store_job(self, spec: JobSpec) -> JobRecord:
-        raise NotImplementedError
+        """Put the job where the head-end runs it; the stored record."""
 
     def _trip_deadline(self, now: datetime, deadline: datetime) -> datetime:
         return deadline

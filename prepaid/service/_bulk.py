@@ -110,7 +110,10 @@ def _insert(connection: Connection) -> Any:
         return postgresql.insert(MESSAGE).on_conflict_do_nothing(index_elements=["episode_key"])
     if connection.dialect.name == "sqlite":
         return sqlite.insert(MESSAGE).on_conflict_do_nothing(index_elements=["episode_key"])
-    raise NotImplementedError(f"bulk enqueue is not written for {connection.dialect.name}")
+    raise ValueError(
+        f"messages are queued on SQLite or PostgreSQL, not {connection.dialect.name}: "
+        "give a sqlite:/// or postgresql+psycopg:// --db URL"
+    )
 
 
 def enqueue_many(
