@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +26,7 @@ from .rating_helpers import account, open_some, with_tariffs_and_unit
 
 db_url, engine, clock, ledger = cis_rig.db_url, cis_rig.engine, cis_rig.clock, cis_rig.ledger
 
+T = TypeVar("T")
 STATE = RatingState.__table__  # type: ignore[attr-defined]
 CHARGE = Charge.__table__  # type: ignore[attr-defined]
 TODAY = date(2026, 3, 10)  # the clock's day
@@ -177,6 +180,28 @@ def test_a_crash_between_the_cis_and_the_platform_is_finished_by_the_retry(
     assert len(events) == 1
 
 
+def _race(n: int, call: Callable[[], T]) -> list[T]:
+    """``n`` threads make the same call at the same moment; their results (none raised)."""
+    barrier = threading.Barrier(n)
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            barrier.wait()
+            results.append(call())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    return results
+
+
 class Killed(BaseException):
     """The process dies (kill -9): nothing after this point runs, nothing catches it."""
 
@@ -235,22 +260,7 @@ def test_racing_redeliveries_of_an_unfinished_payment_send_one_event(
         )
     events: list[PaymentEvent] = []
     service = PaymentService(engine, ledger, clock=clock, on_payment=[events.append])
-    barrier = threading.Barrier(4)
-    errors: list[BaseException] = []
-
-    def attempt() -> None:
-        try:
-            barrier.wait()
-            service.pay("3300000001", 2_000, "P1")
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=attempt) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    _race(4, lambda: service.pay("3300000001", 2_000, "P1"))
     assert len(events) == 1
     final = realtime_balance(engine, rated)
     assert final.realtime_fen == final.stored_fen == 500 + 2_000 - 1_040
@@ -291,23 +301,7 @@ def test_concurrent_twins_through_the_service_credit_and_post_once(
     """Four threads send the same payment at once (a double-click, a retrying gateway)."""
     events: list[PaymentEvent] = []
     service = PaymentService(engine, ledger, clock=clock, on_payment=[events.append])
-    barrier = threading.Barrier(4)
-    outcomes = []
-    errors: list[BaseException] = []
-
-    def attempt() -> None:
-        try:
-            barrier.wait()
-            outcomes.append(service.pay("3300000001", 5_000, "P-TWIN"))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=attempt) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    outcomes = _race(4, lambda: service.pay("3300000001", 5_000, "P-TWIN"))
     assert sum(not o.receipt.duplicate for o in outcomes) == 1
     assert len(events) == 1
     final = realtime_balance(engine, rated)
